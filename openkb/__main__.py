@@ -1,0 +1,3 @@
+from openkb.cli.app import main
+
+main()

@@ -1,0 +1,218 @@
+"""The library API: one function per command, returning plain results.
+
+The CLI (``openkb.cli``) parses options, calls one of these, and renders what
+comes back; nothing here prints. Every function that changes the KB takes
+the exclusive lock (and so first finishes whatever a crash left behind).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openkb.commit import ChangeSet, Removal, commit_changes
+from openkb.commit.journal import pending_journal_paths
+from openkb.errors import UnknownDocument, UsageError
+from openkb.ingest import AddReport, CancelToken, add_paths
+from openkb.kb import KB, WaitCallback, init_kb
+from openkb.lock import Holder, read_holder
+from openkb.progress import Progress
+from openkb.recovery import RecoveryReport
+from openkb.registry import DocumentRow, SearchHit
+from openkb.runs import RunRecord, live_runs
+from openkb.treehash import tree_hash as _tree_hash
+from openkb.verify import VerifyReport, verify_kb
+
+__all__ = [
+    "AddReport", "CancelToken", "add", "init", "list_documents", "recompile", "recover",
+    "remove", "search", "show", "status", "tree_hash", "verify",
+]
+
+
+@contextmanager
+def _opened(kb_dir: str | None, command: str) -> Iterator[KB]:
+    kb = KB.open(kb_dir, command)
+    try:
+        yield kb
+    finally:
+        kb.close()
+
+
+@dataclass
+class InitResult:
+    root: Path
+    created: bool
+
+
+def init(path: str) -> InitResult:
+    layout, created = init_kb(path)
+    return InitResult(layout.root, created)
+
+
+def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
+        cancel: CancelToken | None = None, lock_timeout: float | None = None,
+        on_lock_wait: WaitCallback | None = None) -> AddReport:
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    with _opened(kb_dir, "openkb add") as kb:
+        return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
+                         lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
+
+
+@dataclass
+class RemoveReport:
+    removed: list[DocumentRow]
+    dry_run: bool
+    kept_raw: bool
+    txid: str | None = None
+    recovery: RecoveryReport = field(default_factory=RecoveryReport)
+
+
+def remove(kb_dir: str | None, docs: list[str], progress: Progress, *, dry_run: bool = False,
+           keep_raw: bool = False, lock_timeout: float | None = None,
+           on_lock_wait: WaitCallback | None = None) -> RemoveReport:
+    """Remove documents in one transaction: all of them, or (on any error) none."""
+    if not docs:
+        raise UsageError("name at least one document to remove")
+    with _opened(kb_dir, "openkb remove") as kb, \
+            kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait):
+        rows = []
+        for name in dict.fromkeys(docs):
+            row = kb.registry.document(name)
+            if row is None:
+                raise UnknownDocument(f"no document named {name!r}; nothing was removed",
+                                      hint="`openkb list` shows the names")
+            rows.append(row)
+        report = RemoveReport(rows, dry_run, keep_raw, recovery=kb.recovery)
+        if not dry_run:
+            outcome = commit_changes(
+                kb.layout, kb.registry,
+                ChangeSet(op="remove", removed=[Removal(r.name, keep_raw) for r in rows]),
+                progress)
+            report.txid = outcome.txid
+        return report
+
+
+def list_documents(kb_dir: str | None, progress: Progress) -> list[DocumentRow]:
+    with _opened(kb_dir, "openkb list") as kb:
+        return kb.reader(progress).documents()
+
+
+@dataclass
+class StatusReport:
+    root: Path
+    documents: int
+    concepts: int
+    total_bytes: int
+    pending_journals: int
+    lock_holder: Holder | None
+    running: list[RunRecord]
+    last_change: str | None
+
+
+def status(kb_dir: str | None, progress: Progress) -> StatusReport:
+    with _opened(kb_dir, "openkb status") as kb:
+        registry = kb.reader(progress)
+        total = registry.conn.execute("SELECT coalesce(sum(bytes), 0) FROM documents").fetchone()
+        last = registry.conn.execute(
+            "SELECT committed_at || ' ' || op || ' ' || docs FROM transactions "
+            "ORDER BY committed_at DESC, rowid DESC LIMIT 1").fetchone()
+        return StatusReport(
+            root=kb.layout.root,
+            documents=registry.count_documents(),
+            concepts=len(registry.concepts()),
+            total_bytes=total[0],
+            pending_journals=len(pending_journal_paths(kb.layout)),
+            lock_holder=read_holder(kb.layout),
+            running=live_runs(kb.layout),
+            last_change=last[0] if last else None,
+        )
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str:
+    """A user's words as an FTS5 query: every word must appear (any order).
+    Words are quoted, so FTS5 operators in the input are just words."""
+    words = _WORD.findall(text)
+    if not words:
+        raise UsageError(f"nothing to search for in {text!r}", hint="give one or more words")
+    return " ".join(f'"{w}"' for w in words)
+
+
+def search(kb_dir: str | None, query: str, progress: Progress, *,
+           limit: int = 10) -> list[SearchHit]:
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    with _opened(kb_dir, "openkb search") as kb:
+        return kb.reader(progress).search(fts_query(query), limit)
+
+
+@dataclass
+class ShowResult:
+    row: DocumentRow
+    summary_path: Path
+    source_path: Path
+    raw_path: Path
+    summary: str
+    terms: list[str]
+
+
+def show(kb_dir: str | None, doc: str, progress: Progress) -> ShowResult:
+    with _opened(kb_dir, "openkb show") as kb:
+        registry = kb.reader(progress)
+        row = registry.document(doc)
+        if row is None:
+            raise UnknownDocument(f"no document named {doc!r}",
+                                  hint="`openkb list` shows the names; `openkb search` finds them")
+        layout = kb.layout
+        summary_path = layout.root / layout.summary_rel(row.name)
+        return ShowResult(row, summary_path, layout.root / layout.source_rel(row.name),
+                          layout.root / layout.raw_rel(row.name, row.ext),
+                          summary_path.read_text(encoding="utf-8"), registry.doc_terms(row.name))
+
+
+@dataclass
+class RecompileReport:
+    txid: str
+    documents: int
+
+
+def recompile(kb_dir: str | None, progress: Progress, *, lock_timeout: float | None = None,
+              on_lock_wait: WaitCallback | None = None) -> RecompileReport:
+    """Re-render every summary, concept page and index.md from the registry,
+    as one transaction."""
+    with _opened(kb_dir, "openkb recompile") as kb, \
+            kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait):
+        outcome = commit_changes(kb.layout, kb.registry,
+                                 ChangeSet(op="recompile", recompile=True), progress)
+        return RecompileReport(outcome.txid, kb.registry.count_documents())
+
+
+def recover(kb_dir: str | None, progress: Progress, *, lock_timeout: float | None = None,
+            on_lock_wait: WaitCallback | None = None) -> RecoveryReport:
+    with _opened(kb_dir, "openkb recover") as kb, \
+            kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait):
+        return kb.recovery
+
+
+def verify(kb_dir: str | None, progress: Progress, *, repair: bool = False,
+           lock_timeout: float | None = None,
+           on_lock_wait: WaitCallback | None = None) -> VerifyReport:
+    """Check every invariant; with ``repair``, fix what the KB's own data can."""
+    # Without repair, verify looks at the KB as the last command left it:
+    # it takes the lock (so no commit runs under it) but recovers nothing,
+    # and reports pending journals as problems.
+    with _opened(kb_dir, "openkb verify") as kb, \
+            kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait, recover=repair):
+        return verify_kb(kb.layout, kb.registry, progress, repair=repair)
+
+
+def tree_hash(kb_dir: str | None, progress: Progress) -> str:
+    with _opened(kb_dir, "openkb debug tree-hash") as kb:
+        return _tree_hash(kb.layout, kb.reader(progress))
+

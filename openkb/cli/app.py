@@ -1,0 +1,344 @@
+"""The `openkb` command line: parse options, call one API function, render."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from openkb import __version__, api
+from openkb.cli import render
+from openkb.cli.live import LiveView, PlainReporter
+from openkb.cli.session import (
+    GlobalOptions,
+    configure_logging,
+    interruptible,
+    lock_wait_printer,
+    options,
+    progress_for,
+    reports_errors,
+    stderr,
+    stdout,
+)
+from openkb.crashpoints import CRASHPOINTS
+from openkb.errors import EXIT_OK, VerifyFailed
+
+app = typer.Typer(
+    name="openkb",
+    help="Journaled, crash-safe ingest of documents into a file knowledge base.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+progress_app = typer.Typer(help="Read progress JSONL files written by --progress-jsonl.",
+                           no_args_is_help=True)
+debug_app = typer.Typer(help="Tools for testing openkb itself.", no_args_is_help=True)
+app.add_typer(progress_app, name="progress")
+app.add_typer(debug_app, name="debug")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"openkb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    kb: Annotated[str | None, typer.Option(
+        "--kb", envvar="OPENKB_DIR", help="Knowledge base directory (default: the nearest "
+        "one at or above the current directory).")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Log one timing line per committed document (also OPENKB_LOG=debug)."
+    )] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    progress_jsonl: Annotated[str | None, typer.Option(
+        "--progress-jsonl", envvar="OPENKB_PROGRESS_JSONL", metavar="PATH",
+        help="Append progress events (openkb.progress.v1) to PATH.")] = None,
+    lock_timeout: Annotated[float | None, typer.Option(
+        "--lock-timeout", metavar="SECONDS",
+        help="Give up (exit 3) if another openkb holds the KB lock this long.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    configure_logging(debug)
+    ctx.obj = GlobalOptions(kb=kb, debug=debug, quiet=quiet, progress_jsonl=progress_jsonl,
+                            lock_timeout=lock_timeout)
+
+
+@app.command()
+@reports_errors
+def init(directory: Annotated[str, typer.Argument(help="Where to create the KB.")] = ".") -> None:
+    """Create a knowledge base in DIRECTORY."""
+    result = api.init(directory)
+    verb = "created" if result.created else "already a knowledge base:"
+    stdout().print(f"{verb} {render.safe(str(result.root))}")
+
+
+@app.command()
+@reports_errors
+def add(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(help="Files and directories to add.")],
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", min=1, help="Worker processes (default: config "
+        "file_processing_jobs, else one per core).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add documents (Markdown, text, HTML, PDF); directories are walked recursively."""
+    opts = options(ctx)
+    err = stderr()
+    view: LiveView | PlainReporter | None = None
+    if not opts.quiet and not json_out:
+        view = LiveView(err) if err.is_terminal else PlainReporter(err)
+    lock_printer = lock_wait_printer(opts.quiet)
+
+    def on_lock_wait(holder, waited):  # type: ignore[no-untyped-def]
+        if isinstance(view, LiveView):
+            view.lock_wait(holder.describe() if holder else "another openkb process", waited)
+        else:
+            lock_printer(holder, waited)
+
+    with progress_for(opts) as progress, interruptible(opts.quiet) as cancel:
+        if view is not None:
+            progress.subscribe(view)
+        try:
+            report = api.add(opts.kb, paths, progress, jobs=jobs, cancel=cancel,
+                             lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait)
+        finally:
+            if view is not None:
+                view.close()
+    if json_out:
+        render.print_json(render.add_report_json(report))
+    elif not opts.quiet or report.failed:
+        render.print_add_summary(err if opts.quiet else stdout(), report, verbose=opts.debug)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@reports_errors
+def remove(
+    ctx: typer.Context,
+    docs: Annotated[list[str], typer.Argument(help="Document names (see `openkb list`).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; change "
+                                          "nothing.")] = False,
+    keep_raw: Annotated[bool, typer.Option("--keep-raw", help="Move the original files to "
+                                           "attic/ instead of deleting them.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove documents and their pages, in one transaction."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        report = api.remove(opts.kb, docs, progress, dry_run=dry_run, keep_raw=keep_raw,
+                            lock_timeout=opts.lock_timeout,
+                            on_lock_wait=lock_wait_printer(opts.quiet))
+    if json_out:
+        render.print_json({"removed": [r.name for r in report.removed], "dry_run": dry_run,
+                           "kept_raw": keep_raw, "txid": report.txid})
+        return
+    verb = "would remove" if dry_run else "removed"
+    for row in report.removed:
+        stdout().print(f"{verb} {render.safe(row.name)} ({render.safe(row.title)})")
+    if keep_raw and not dry_run:
+        stdout().print("originals moved to attic/")
+
+
+@app.command("list")
+@reports_errors
+def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List the documents in the knowledge base."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        rows = api.list_documents(opts.kb, progress)
+    if json_out:
+        render.print_json([render.document_json(r) for r in rows])
+    elif rows:
+        stdout().print(render.documents_table(rows))
+    else:
+        stdout().print("no documents yet: add some with `openkb add PATH`")
+
+
+@app.command()
+@reports_errors
+def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Summarise the knowledge base and any ingest running on it."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        report = api.status(opts.kb, progress)
+    if json_out:
+        render.print_json(report)
+        return
+    out = stdout()
+    out.print(f"knowledge base {render.safe(str(report.root))}")
+    out.print(f"  {report.documents} documents, {report.concepts} concepts, "
+              f"{render.human_bytes(report.total_bytes)} of originals")
+    if report.last_change:
+        out.print(f"  last change: {render.safe(report.last_change)}")
+    if report.pending_journals:
+        out.print(f"  [yellow]{report.pending_journals} unfinished transaction(s)[/]: the next "
+                  "command (or `openkb recover`) finishes them")
+    if report.lock_holder:
+        out.print(f"  locked by {render.safe(report.lock_holder.describe())}")
+    for run in report.running:
+        c = run.counts
+        out.print(f"  running: {render.safe(run.command)} (pid {run.pid}), {run.phase}, "
+                  f"{c.get('committed', 0)}/{c.get('total', 0)} committed, last progress "
+                  f"{render.ago(run.last_progress)}, started {render.ago(run.started)}")
+
+
+@app.command()
+@reports_errors
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="Words to look for (all must appear).")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many "
+                                       "documents.")] = 10,
+    json_out: JsonOpt = False,
+) -> None:
+    """Full-text search (BM25), best passage per document."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        hits = api.search(opts.kb, query, progress, limit=limit)
+    if json_out:
+        render.print_json([render.hit_json(h) for h in hits])
+    elif hits:
+        render.print_hits(stdout(), hits)
+    else:
+        stdout().print("no matches")
+
+
+@app.command()
+@reports_errors
+def show(ctx: typer.Context, doc: Annotated[str, typer.Argument(help="Document name.")],
+         json_out: JsonOpt = False) -> None:
+    """Show a document's summary page and where its files are."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        result = api.show(opts.kb, doc, progress)
+    if json_out:
+        render.print_json(render.document_json(result.row) | {
+            "summary_path": str(result.summary_path), "source_path": str(result.source_path),
+            "raw_path": str(result.raw_path), "summary": result.summary})
+        return
+    out = stdout()
+    out.print(result.summary, markup=False, highlight=False)
+    out.print(f"[dim]summary {render.safe(str(result.summary_path))}\n"
+              f"source  {render.safe(str(result.source_path))}\n"
+              f"raw     {render.safe(str(result.raw_path))}[/]")
+
+
+@app.command()
+@reports_errors
+def recompile(ctx: typer.Context) -> None:
+    """Re-render every summary, concept page and index.md from the registry."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        report = api.recompile(opts.kb, progress, lock_timeout=opts.lock_timeout,
+                               on_lock_wait=lock_wait_printer(opts.quiet))
+    stdout().print(f"recompiled pages of {report.documents} documents (tx {report.txid})")
+
+
+@app.command()
+@reports_errors
+def recover(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Finish transactions a crash left unfinished and sweep leftovers."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        report = api.recover(opts.kb, progress, lock_timeout=opts.lock_timeout,
+                             on_lock_wait=lock_wait_printer(opts.quiet))
+    if json_out:
+        render.print_json(report)
+        return
+    out = stdout()
+    if not report.anything:
+        out.print("nothing to recover")
+    for txid in report.rolled_back:
+        out.print(f"rolled back unfinished transaction {txid}")
+    for txid in report.rolled_forward:
+        out.print(f"finished committed transaction {txid}")
+    if report.swept:
+        out.print(f"removed {len(report.swept)} leftover file(s)")
+
+
+@app.command()
+@reports_errors
+def verify(
+    ctx: typer.Context,
+    repair: Annotated[bool, typer.Option("--repair", help="Fix what the KB's own data "
+                                         "allows; quarantine orphans.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check every invariant of the knowledge base; exit 1 if any fails."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        report = api.verify(opts.kb, progress, repair=repair, lock_timeout=opts.lock_timeout,
+                            on_lock_wait=lock_wait_printer(opts.quiet))
+    if json_out:
+        render.print_json(report)
+    else:
+        out = stdout()
+        for problem in report.problems:
+            mark = "[green]repaired[/]" if problem.repaired else "[red]problem[/]"
+            out.print(f"{mark} {problem.code}: {render.safe(problem.path)}: "
+                      f"{render.safe(problem.message)}")
+        verdict = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
+        out.print(f"{verdict}: {report.documents} documents, {report.concepts} concepts, "
+                  f"{report.files_checked} files checked")
+    if not report.ok:
+        raise VerifyFailed("verify found problems")
+    raise typer.Exit(EXIT_OK)
+
+
+@progress_app.command("summarize")
+@reports_errors
+def progress_summarize(
+    file: Annotated[str, typer.Argument(help="A progress JSONL file.")],
+    run: Annotated[str | None, typer.Option("--run", help="Only this run id (default: the "
+                                            "last run in the file).")] = None,
+    chrome_trace: Annotated[str | None, typer.Option(
+        "--chrome-trace", metavar="OUT.json", help="Also write a Chrome trace of the run "
+        "(open in ui.perfetto.dev or chrome://tracing).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Where the time went in a run: per phase, lock wait, slowest files."""
+    from openkb.cli.summary_view import print_summary
+    from openkb.progress_summary import summarize, write_chrome_trace
+
+    summary = summarize(file, run_id=run)
+    if chrome_trace:
+        write_chrome_trace(file, summary.run_id, chrome_trace)
+    if json_out:
+        render.print_json(summary)
+    else:
+        print_summary(stdout(), summary)
+        if chrome_trace:
+            stdout().print(f"chrome trace written to {render.safe(chrome_trace)}")
+
+
+@debug_app.command("crashpoints")
+def debug_crashpoints() -> None:
+    """List every crash point (for OPENKB_CRASH_AT=<name>[:n])."""
+    for name in CRASHPOINTS:
+        typer.echo(name)
+
+
+@debug_app.command("tree-hash")
+@reports_errors
+def debug_tree_hash(ctx: typer.Context) -> None:
+    """Print a hash of the KB's logical content (files and registry rows)."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        typer.echo(api.tree_hash(opts.kb, progress))
+
+
+def main() -> None:
+    app(prog_name="openkb")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

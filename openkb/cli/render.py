@@ -1,0 +1,147 @@
+"""Turning API results into tables, text or JSON. No logic beyond presentation."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from openkb.ingest import AddReport
+from openkb.model import SKIP_REASONS
+from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)  # type: ignore[arg-type]
+    raise TypeError(type(value).__name__)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(data, default=_default, option=orjson.OPT_INDENT_2))
+    sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+
+
+def safe(text: str) -> str:
+    """A file name or title fit for one terminal line: control characters
+    (newlines in names, escape sequences) shown escaped, markup escaped."""
+    cleaned = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in
+                      str(text))
+    return escape(cleaned)
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def document_json(row: DocumentRow) -> dict[str, Any]:
+    return {"name": row.name, "title": row.title, "kind": row.kind, "bytes": row.bytes,
+            "sha256": row.sha256, "origin": row.origin, "added_at": row.added_at,
+            "pages": row.info.pages, "words": row.info.words, "terms": row.info.terms}
+
+
+def documents_table(rows: list[DocumentRow]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "kind", "size", "title"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(safe(row.name), row.kind, human_bytes(row.bytes), safe(row.title))
+    return table
+
+
+def render_hit_snippet(snippet: str) -> str:
+    text = safe(" ".join(snippet.split()))
+    return text.replace(HIT_START, "[bold yellow]").replace(HIT_END, "[/]")
+
+
+def hit_json(hit: SearchHit) -> dict[str, Any]:
+    plain = hit.snippet.replace(HIT_START, "").replace(HIT_END, "")
+    return {"doc": hit.doc, "title": hit.title, "heading": hit.heading,
+            "snippet": " ".join(plain.split()), "score": round(hit.score, 4),
+            "highlighted": " ".join(hit.snippet.replace(HIT_START, "**")
+                                    .replace(HIT_END, "**").split())}
+
+
+def print_hits(console: Console, hits: list[SearchHit]) -> None:
+    for n, hit in enumerate(hits, 1):
+        heading = f" › {safe(hit.heading)}" if hit.heading else ""
+        console.print(f"[bold]{n}. {safe(hit.title)}[/] [dim]({safe(hit.doc)}{heading})[/]")
+        console.print(f"   {render_hit_snippet(hit.snippet)}")
+
+
+def add_report_json(report: AddReport) -> dict[str, Any]:
+    return {
+        "added": [{"name": n, "file": f} for n, f in report.added],
+        "updated": [{"name": n, "file": f} for n, f in report.updated],
+        "skipped": [{"file": s.display, "reason": s.reason, "detail": s.detail}
+                    for s in report.skipped],
+        "failed": [{"file": f.display, "reason": f.reason} for f in report.failed],
+        "interrupted": report.interrupted,
+        "bytes": report.bytes_committed,
+        "wall_s": round(report.wall_s, 3),
+        "jobs": report.jobs,
+        "phase_busy_ms": report.phase_ms,
+        "exit_code": report.exit_code,
+    }
+
+
+PHASES = ("scan", "prefilter", "prepare", "lock_wait", "journal", "snapshot", "publish",
+          "index", "compile", "registry_write", "mark_committed", "rollback", "recovery")
+
+
+def print_add_summary(console: Console, report: AddReport, verbose: bool) -> None:
+    added, updated = len(report.added), len(report.updated)
+    console.print(
+        f"[green]added {added}[/]" + (f", updated {updated}" if updated else "")
+        + f", skipped {len(report.skipped)}, [{'red' if report.failed else 'green'}]failed "
+        f"{len(report.failed)}[/] in {report.wall_s:.1f}s "
+        f"({human_bytes(report.bytes_committed)}, jobs={report.jobs})"
+    )
+    by_reason: dict[str, list[str]] = {}
+    for skipped in report.skipped:
+        by_reason.setdefault(skipped.reason, []).append(skipped.display)
+    for reason, files in sorted(by_reason.items()):
+        label = SKIP_REASONS.get(reason, reason)
+        console.print(f"  skipped {len(files)}: {escape(label)}")
+        if verbose:
+            for file in files[:50]:
+                console.print(f"    {safe(file)}")
+    if report.failed:
+        console.print("[red]failed:[/]")
+        for failure in report.failed:
+            console.print(f"  {safe(failure.display)}: {safe(failure.reason)}")
+    if verbose and report.phase_ms:
+        table = Table(title="time per phase (busy, summed over workers)", box=None)
+        table.add_column("phase")
+        table.add_column("ms", justify="right")
+        for phase in PHASES:
+            if phase in report.phase_ms:
+                table.add_row(phase, f"{report.phase_ms[phase]:,.1f}")
+        console.print(table)
+    if report.interrupted:
+        console.print("[yellow]interrupted: committed documents are kept; run the same add "
+                      "again to finish[/]")
+
+
+def ago(timestamp: float) -> str:
+    import time
+
+    seconds = max(0, int(time.time() - timestamp))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"

@@ -1,0 +1,134 @@
+"""What every command shares: global options, the event listeners, Ctrl-C,
+and the one place where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from openkb.errors import EXIT_INTERRUPTED, OpenKBError
+from openkb.ingest import CancelToken
+from openkb.lock import Holder
+from openkb.progress import Progress
+from openkb.progress_jsonl import JsonlWriter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class GlobalOptions:
+    kb: str | None = None
+    debug: bool = False
+    quiet: bool = False
+    progress_jsonl: str | None = None
+    lock_timeout: float | None = None
+    listeners_closers: list[Callable[[], None]] = field(default_factory=list)
+
+
+def stdout() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
+def configure_logging(debug: bool) -> None:
+    level = logging.DEBUG if debug or os.environ.get("OPENKB_LOG", "").lower() == "debug" \
+        else logging.WARNING
+    logger = logging.getLogger("openkb")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("openkb %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+@contextmanager
+def progress_for(opts: GlobalOptions) -> Iterator[Progress]:
+    """A Progress with the JSONL writer attached when asked for."""
+    progress = Progress()
+    path = opts.progress_jsonl or os.environ.get("OPENKB_PROGRESS_JSONL")
+    writer = None
+    if path:
+        writer = JsonlWriter(path, warn=lambda msg: stderr().print(f"[yellow]warning:[/] {msg}"))
+        progress.subscribe(writer)
+    try:
+        yield progress
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def lock_wait_printer(quiet: bool) -> Callable[[Holder | None, float], None]:
+    """Say once, then every 30 s, who holds the lock we wait for."""
+    state = {"next": 0.0}
+
+    def on_wait(holder: Holder | None, waited: float) -> None:
+        if quiet or waited < state["next"]:
+            return
+        state["next"] = waited + 30
+        who = holder.describe() if holder else "another openkb process"
+        stderr().print(f"waiting for lock held by {who}")
+
+    return on_wait
+
+
+@contextmanager
+def interruptible(quiet: bool) -> Iterator[CancelToken]:
+    """Ctrl-C once: ask the run to stop after the commit in flight.
+    Twice: raise KeyboardInterrupt, which rolls that commit back."""
+    token = CancelToken()
+    presses = {"n": 0}
+
+    def handler(signum: int, frame: object) -> None:
+        presses["n"] += 1
+        if presses["n"] == 1:
+            token.stop_requested = True
+            if not quiet:
+                stderr().print("\n[yellow]stopping after the current commit; "
+                               "Ctrl-C again to roll it back[/]")
+        elif presses["n"] == 2:
+            raise KeyboardInterrupt
+        # Later presses are ignored: the rollback must be allowed to finish.
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def reports_errors(fn: F) -> F:
+    """Turn openkb errors into a message on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OpenKBError as exc:
+            console = stderr()
+            console.print(f"[red]error:[/] {exc}", markup=True)
+            if exc.hint:
+                console.print(f"[dim]hint:[/] {exc.hint}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            stderr().print("[red]interrupted[/]")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]

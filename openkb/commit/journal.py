@@ -1,0 +1,181 @@
+"""The journal of one transaction: ``.openkb/journal/<txid>.json``.
+
+It is written, fsynced, before the transaction touches anything, and names
+every path the transaction may change, relative to the KB root, with the
+action that changes it. That is all recovery needs to undo the transaction,
+or to finish its cleanup, whichever side of the commit point it died on.
+Backups (before-images) live in ``.openkb/journal/<txid>/``.
+
+A journal is trusted only if it passes :func:`validate`: a known version, a
+well-formed txid, and paths that stay inside the areas openkb writes. A
+journal that fails is refused and left in place, never executed: a tampered
+journal must not make recovery delete or restore files elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from openkb import fsio
+from openkb.errors import JournalRefused, UnsafePath
+from openkb.layout import JOURNAL_WRITABLE_AREAS, KBLayout
+
+JOURNAL_VERSION = 1
+
+ACTIVE = "active"
+COMMITTED = "committed"
+
+_TXID = re.compile(r"^[0-9a-f]{12,40}$")
+_BACKUP = re.compile(r"^b[0-9]{1,9}$")
+
+# Action kinds, each undone by recovery.undo:
+#   stash   {target, backup}       live file moved into the backup dir
+#   publish {target, staged}       new file moved in from staging (target was absent)
+#   rewrite {target, backup|None}  shared file atomically rewritten; backup is its
+#                                  before-image (hard link), None if it was absent
+#   append  {target, size}         log.md appended to; size is its length before
+#   attic   {target, attic}        remove --keep-raw: raw file moved to attic/
+ACTION_KINDS = ("stash", "publish", "rewrite", "append", "attic")
+
+
+@dataclass
+class Journal:
+    txid: str
+    op: str
+    docs: list[str]
+    actions: list[dict]
+    staging: list[str] = field(default_factory=list)  # staging dirs to sweep afterwards
+    status: str = ACTIVE
+    created: str = ""
+    pid: int = 0
+    version: int = JOURNAL_VERSION
+
+    # -- locations ---------------------------------------------------------
+    @staticmethod
+    def path_for(layout: KBLayout, txid: str) -> Path:
+        return layout.journal_dir / f"{txid}.json"
+
+    def path(self, layout: KBLayout) -> Path:
+        return self.path_for(layout, self.txid)
+
+    def backup_dir(self, layout: KBLayout) -> Path:
+        return layout.journal_dir / self.txid
+
+    def backup_path(self, layout: KBLayout, backup: str) -> Path:
+        return self.backup_dir(layout) / backup
+
+    # -- persistence -------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "version": self.version,
+                "txid": self.txid,
+                "status": self.status,
+                "op": self.op,
+                "docs": self.docs,
+                "created": self.created,
+                "pid": self.pid,
+                "staging": self.staging,
+                "actions": self.actions,
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+    def write(self, layout: KBLayout) -> None:
+        """Durably write the journal file."""
+        fsio.write_atomic(self.path(layout), self.to_bytes())
+
+    def write_fast(self, layout: KBLayout) -> None:
+        """Rewrite without fsync: for the "committed" mark, which only saves
+        recovery a registry look-up and may be lost."""
+        fsio.write_atomic(self.path(layout), self.to_bytes(), durable=False)
+
+    @classmethod
+    def load(cls, layout: KBLayout, path: Path) -> Journal:
+        try:
+            data = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise JournalRefused(
+                f"journal {path} is unreadable ({exc})",
+                hint="move it out of .openkb/journal after checking the KB with `openkb verify`",
+            ) from exc
+        if not isinstance(data, dict):
+            raise JournalRefused(f"journal {path} is not a JSON object")
+        if data.get("version") != JOURNAL_VERSION:
+            raise JournalRefused(
+                f"journal {path} has version {data.get('version')!r}; this openkb understands "
+                f"version {JOURNAL_VERSION}",
+                hint="finish it with the openkb version that wrote it",
+            )
+        try:
+            journal = cls(
+                txid=data["txid"],
+                op=data["op"],
+                docs=list(data["docs"]),
+                actions=list(data["actions"]),
+                staging=list(data.get("staging", [])),
+                status=data["status"],
+                created=data.get("created", ""),
+                pid=int(data.get("pid", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise JournalRefused(f"journal {path} is missing a field: {exc}") from exc
+        validate(layout, journal, path)
+        return journal
+
+
+def validate(layout: KBLayout, journal: Journal, path: Path) -> None:
+    """Refuse anything recovery must not execute."""
+
+    def refuse(why: str) -> JournalRefused:
+        return JournalRefused(
+            f"refusing journal {path}: {why}; it was not executed",
+            hint="inspect it, then move it out of .openkb/journal and run `openkb verify`",
+        )
+
+    if not isinstance(journal.txid, str) or not _TXID.match(journal.txid):
+        raise refuse(f"malformed txid {journal.txid!r}")
+    if path.name != f"{journal.txid}.json":
+        raise refuse("its file name does not match its txid")
+    if journal.status not in (ACTIVE, COMMITTED):
+        raise refuse(f"unknown status {journal.status!r}")
+    try:
+        for staging in journal.staging:
+            layout.resolve(staging, areas=(f"{layout.meta_dir.name}/staging",))
+        for action in journal.actions:
+            if not isinstance(action, dict) or action.get("kind") not in ACTION_KINDS:
+                raise refuse(f"unknown action {action!r}")
+            kind = action["kind"]
+            layout.resolve(action["target"], areas=JOURNAL_WRITABLE_AREAS)
+            if kind in ("stash", "rewrite"):
+                backup = action.get("backup")
+                if not (backup is None and kind == "rewrite") and not (
+                    isinstance(backup, str) and _BACKUP.match(backup)
+                ):
+                    raise refuse(f"bad backup name {backup!r}")
+            elif kind == "publish":
+                layout.resolve(action["staged"], areas=(f"{layout.meta_dir.name}/staging",))
+            elif kind == "attic":
+                layout.resolve(action["attic"], areas=("attic",))
+            elif kind == "append" and not (
+                isinstance(action.get("size"), int) and action["size"] >= 0
+            ):
+                raise refuse(f"bad size in {action!r}")
+    except UnsafePath as exc:
+        raise refuse(str(exc)) from exc
+    except (KeyError, TypeError) as exc:
+        raise refuse(f"malformed action ({exc})") from exc
+
+
+def pending_journal_paths(layout: KBLayout) -> list[Path]:
+    """Journal files in creation order (txids start with a hex timestamp)."""
+    try:
+        names = sorted(n for n in os.listdir(layout.journal_dir) if n.endswith(".json"))
+    except FileNotFoundError:
+        return []
+    return [layout.journal_dir / n for n in names]

@@ -1,0 +1,189 @@
+"""Running one planned transaction through the steps of :mod:`openkb.commit`."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from openkb import fsio
+from openkb.commit import undo
+from openkb.commit.journal import COMMITTED
+from openkb.commit.plan import ChangeSet, Plan, plan_changes
+from openkb.crashpoints import crashpoint
+from openkb.errors import CommitFailed
+from openkb.layout import KBLayout
+from openkb.progress import Progress
+from openkb.registry import Registry
+
+
+@dataclass
+class CommitOutcome:
+    txid: str
+    added: list[str]
+    removed: list[str]
+    step_ms: dict[str, float]
+
+
+def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
+                   progress: Progress, *, staging_dirs: list[str] | None = None) -> CommitOutcome:
+    """Plan and run one transaction. The caller holds the exclusive lock.
+
+    On any exception the transaction is finished before the exception
+    propagates: rolled back (staged files go back to staging, so the caller
+    may retry them), or, if the commit point had passed, rolled forward.
+    """
+    plan = plan_changes(layout, registry, changes, staging_dirs or [])
+    journal = plan.journal
+    step_ms: dict[str, float] = {}
+    docs = journal.docs if len(journal.docs) <= 20 else [*journal.docs[:20], "…"]
+    fields = {"txid": journal.txid, "doc": docs[0] if len(docs) == 1 else docs}
+
+    def step(name: str) -> contextlib.AbstractContextManager[None]:
+        return _timed(progress, name, fields, step_ms)
+
+    with progress.span("commit", "commit", op=changes.op, **fields):
+        with step("journal"):
+            crashpoint("journal.before")
+            journal.write(layout)
+            crashpoint("journal.after")
+        try:
+            with step("snapshot"):
+                _snapshot(layout, plan)
+            with step("publish"):
+                _publish(layout, plan)
+            with registry.write_transaction() as writer:
+                with step("index"):
+                    crashpoint("index.before")
+                    for name in plan.removed_names:
+                        writer.delete_chunks(name)
+                    for doc in changes.added:
+                        writer.insert_chunks(doc.name, doc.chunks)
+                    crashpoint("index.after")
+                with step("compile"):
+                    _compile(layout, plan)
+                with step("registry_write"):
+                    crashpoint("registry_write.before")
+                    for name in plan.removed_names:
+                        writer.delete_document(name)
+                    for row in plan.rows:
+                        writer.insert_document(row)
+                    for name, sha in plan.summary_updates:
+                        writer.update_summary_sha(name, sha)
+                    writer.record_transaction(journal.txid, changes.op, journal.docs,
+                                              journal.created)
+                    writer.commit()
+                    crashpoint("registry_write.after")
+        except BaseException as exc:
+            _finish_after_failure(layout, registry, plan, progress)
+            if isinstance(exc, (OSError, sqlite3.Error)):
+                raise CommitFailed(
+                    f"{changes.op} failed and was rolled back: {exc}",
+                    hint="free space or fix the disk error, then run the command again",
+                ) from exc
+            raise
+        with step("mark_committed"):
+            crashpoint("mark_committed.before")
+            journal.status = COMMITTED
+            journal.write_fast(layout)
+            crashpoint("mark_committed.status_written")
+            undo.finish(layout, journal, sweep_staging=True, sweep_tmp=False)
+            crashpoint("mark_committed.after")
+    return CommitOutcome(journal.txid, [d.name for d in changes.added], plan.removed_names,
+                         step_ms)
+
+
+@contextmanager
+def _timed(progress: Progress, name: str, fields: dict,
+           step_ms: dict[str, float]) -> Iterator[None]:
+    extra: dict = {}
+    try:
+        with progress.span(name, name, **fields) as extra:
+            yield
+    finally:
+        step_ms[name] = extra.get("dur_ms", 0.0)
+
+
+def _snapshot(layout: KBLayout, plan: Plan) -> None:
+    journal = plan.journal
+    crashpoint("snapshot.before")
+    backup_dir = journal.backup_dir(layout)
+    fsio.makedirs(backup_dir)
+    linked = False
+    for action, _ in plan.compile_writes:
+        if action["backup"]:
+            crashpoint("snapshot.file")
+            target = layout.root / action["target"]
+            fsio.snapshot_file(target, journal.backup_path(layout, action["backup"]), sync=False)
+            linked = True
+    if linked:
+        # Before-images are durable before any target is overwritten.
+        fsio.fsync_dir(backup_dir)
+    crashpoint("snapshot.after")
+
+
+def _publish(layout: KBLayout, plan: Plan) -> None:
+    journal = plan.journal
+    crashpoint("publish.before")
+    backup_dirs: set[Path] = set()
+    target_dirs: set[Path] = set()
+    for action in plan.stash_and_publish:
+        crashpoint("publish.file")
+        target = layout.root / action["target"]
+        kind = action["kind"]
+        if kind == "stash":
+            backup = journal.backup_path(layout, action["backup"])
+            fsio.replace(target, backup, sync=False)
+            backup_dirs.add(backup.parent)
+        elif kind == "attic":
+            attic = layout.root / action["attic"]
+            fsio.makedirs(attic.parent)
+            fsio.replace(target, attic, sync=False)
+            backup_dirs.add(attic.parent)
+        else:
+            staged = layout.root / action["staged"]
+            fsio.fsync_file(staged)
+            fsio.replace(staged, target, sync=False)
+        target_dirs.add(target.parent)
+    # Where a file went, before where it came from.
+    fsio.fsync_dirs(backup_dirs)
+    fsio.fsync_dirs(target_dirs)
+    crashpoint("publish.after")
+
+
+def _compile(layout: KBLayout, plan: Plan) -> None:
+    journal = plan.journal
+    crashpoint("compile.before")
+    writes = [(layout.root / action["target"], content) for action, content in plan.compile_writes]
+    fsio.write_many_atomic(writes, before_each_replace=lambda: crashpoint("compile.file"))
+    if plan.compile_stashes:
+        for action in plan.compile_stashes:
+            fsio.replace(layout.root / action["target"],
+                         journal.backup_path(layout, action["backup"]), sync=False)
+        fsio.fsync_dir(journal.backup_dir(layout))
+        fsio.fsync_dirs({(layout.root / a["target"]).parent for a in plan.compile_stashes})
+    log_action, log_data = plan.log_append
+    if log_data:
+        fsio.append(layout.root / log_action["target"], log_data)
+    crashpoint("compile.after")
+
+
+def _finish_after_failure(layout: KBLayout, registry: Registry, plan: Plan,
+                          progress: Progress) -> None:
+    """Decide by the registry, as recovery would, which way to finish."""
+    journal = plan.journal
+    try:
+        if registry.has_transaction(journal.txid):
+            undo.finish(layout, journal, sweep_staging=True, sweep_tmp=True)
+            return
+        with progress.span("rollback", "rollback", txid=journal.txid):
+            undo.roll_back(layout, journal, keep_staged=True)
+    except Exception as exc:
+        raise CommitFailed(
+            f"{journal.op} failed, and so did its rollback ({exc}); the journal "
+            f"{journal.path(layout).name} is kept",
+            hint="run `openkb recover` once the cause is fixed",
+        ) from exc

@@ -1,0 +1,87 @@
+"""Finishing a journal either way: roll back (before the commit point) or
+clean up (after it). Both are idempotent, so a crash halfway through either
+is repaired by running it again, which the next command does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from openkb import fsio
+from openkb.commit.journal import Journal
+from openkb.crashpoints import crashpoint
+from openkb.layout import JOURNAL_WRITABLE_AREAS, KBLayout
+
+_STAGING_AREA = (".openkb/staging",)
+
+
+def roll_back(layout: KBLayout, journal: Journal, *, keep_staged: bool) -> None:
+    """Put every path the journal names back as it was before the transaction.
+
+    Actions are undone in reverse, so an update's publish is undone before the
+    stash of the file it replaced is restored. ``keep_staged`` moves published
+    files back into staging (so the caller can retry them); recovery deletes
+    them instead.
+    """
+    crashpoint("rollback.before")
+    touched: set[Path] = set()
+    for action in reversed(journal.actions):
+        crashpoint("rollback.action")
+        target = layout.resolve(action["target"], areas=JOURNAL_WRITABLE_AREAS)
+        kind = action["kind"]
+        if kind == "publish":
+            if os.path.lexists(target):
+                staged = layout.resolve(action["staged"], areas=_STAGING_AREA)
+                if keep_staged and staged.parent.is_dir() and not os.path.lexists(staged):
+                    fsio.replace(target, staged, sync=False)
+                else:
+                    fsio.unlink(target, sync=False)
+        elif kind in ("stash", "rewrite") and action.get("backup"):
+            backup = journal.backup_path(layout, action["backup"])
+            if os.path.lexists(backup):
+                fsio.replace(backup, target, sync=False)
+        elif kind == "rewrite":  # no backup: the file is new
+            fsio.unlink(target, sync=False)
+        elif kind == "attic":
+            attic = layout.resolve(action["attic"], areas=("attic",))
+            if os.path.lexists(attic) and not os.path.lexists(target):
+                fsio.replace(attic, target, sync=False)
+        elif kind == "append" and target.exists() and target.stat().st_size > action["size"]:
+            fsio.truncate(target, action["size"])
+        touched.add(target.parent)
+    # Restored entries must be durable before the journal that could redo
+    # this rollback goes away.
+    fsio.fsync_dirs({d for d in touched if d.is_dir()})
+    crashpoint("rollback.after")
+    finish(layout, journal, sweep_staging=not keep_staged, sweep_tmp=True)
+
+
+def finish(layout: KBLayout, journal: Journal, *, sweep_staging: bool, sweep_tmp: bool) -> None:
+    """Delete the journal's backups, temp files, staging and the journal itself.
+
+    Nothing here needs an fsync: if a power cut undoes any of it, the journal
+    reappears and recovery runs this again.
+    """
+    if sweep_tmp:
+        names_by_dir: dict[Path, set[str]] = {}
+        for action in journal.actions:
+            target = layout.resolve(action["target"], areas=JOURNAL_WRITABLE_AREAS)
+            names_by_dir.setdefault(target.parent, set()).add(target.name)
+        for parent, names in names_by_dir.items():
+            _sweep_tmp_files(parent, names)
+    fsio.remove_tree(journal.backup_dir(layout), sync=False)
+    if sweep_staging:
+        for rel in journal.staging:
+            fsio.remove_tree(layout.resolve(rel, areas=_STAGING_AREA), sync=False)
+    fsio.unlink(journal.path(layout), sync=False)
+
+
+def _sweep_tmp_files(parent: Path, names: set[str]) -> None:
+    """Remove temp files a crash left beside any of ``names`` in ``parent``."""
+    try:
+        entries = os.listdir(parent)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if fsio.is_tmp_name(entry) and entry[1:].split(fsio.TMP_MARK)[0] in names:
+            fsio.unlink(parent / entry, sync=False)

@@ -1,0 +1,93 @@
+"""Settings from ``.openkb/config.yaml`` (see config.yaml.example for each key)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from openkb.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Config:
+    file_processing_jobs: int | None = None  # None: one per core
+    convert_timeout_s: float = 120.0
+    worker_memory_mb: int = 2048
+    max_file_mb: int = 256
+    commit_group_size: int = 16
+    prepare_buffer: int | None = None  # None: as many as jobs
+    follow_symlinks: bool = False
+    lock_timeout_s: float | None = None  # None: wait as long as it takes
+    key_terms_per_doc: int = 10
+    chunk_chars: int = 1500
+
+    @property
+    def jobs(self) -> int:
+        return self.file_processing_jobs or os.cpu_count() or 1
+
+    def with_overrides(self, **overrides: object) -> Config:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return _validated(values, source="command line")
+
+
+_POSITIVE_INT = {"worker_memory_mb", "max_file_mb", "commit_group_size", "key_terms_per_doc",
+                 "chunk_chars"}
+_OPTIONAL_POSITIVE_INT = {"file_processing_jobs", "prepare_buffer"}
+_POSITIVE_FLOAT = {"convert_timeout_s"}
+_OPTIONAL_POSITIVE_FLOAT = {"lock_timeout_s"}
+
+
+def _validated(values: dict[str, object], source: str) -> Config:
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown setting(s) {', '.join(unknown)}",
+            hint=f"known settings: {', '.join(sorted(known))}",
+        )
+    for key, value in values.items():
+        ok = True
+        if key in _POSITIVE_INT:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        elif key in _OPTIONAL_POSITIVE_INT:
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                   and value > 0)
+        elif key in _POSITIVE_FLOAT:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        elif key in _OPTIONAL_POSITIVE_FLOAT:
+            ok = value is None or (isinstance(value, (int, float))
+                                   and not isinstance(value, bool) and value >= 0)
+        elif key == "follow_symlinks":
+            ok = isinstance(value, bool)
+        if not ok:
+            raise ConfigError(f"{source}: invalid value {value!r} for {key}")
+    return Config(**values)  # type: ignore[arg-type]
+
+
+def load_config(path: Path) -> Config:
+    if not path.exists():
+        return Config()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", hint="fix or delete the file") from exc
+    if data is None:
+        return Config()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return _validated(dict(data), source=str(path))
+
+
+DEFAULT_CONFIG_TEXT = """\
+# openkb settings. Every key is optional; see config.yaml.example in the
+# openkb sources for what each one does.
+# file_processing_jobs: 4
+# convert_timeout_s: 120
+# worker_memory_mb: 2048
+# max_file_mb: 256
+# commit_group_size: 16
+"""

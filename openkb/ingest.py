@@ -1,0 +1,355 @@
+"""`openkb add`: scan, prefilter, prepare in parallel, commit in scan order.
+
+The pipeline keeps at most ``jobs + prepare_buffer`` files submitted but not
+committed (back-pressure: memory stays flat however many files there are).
+Commits happen on this process, under the lock, in scan order, as soon as
+the next file in order is prepared, while workers go on with later files.
+Consecutive prepared documents commit as one group (one SQLite COMMIT, one
+rewrite of index.md) up to ``commit_group_size``; a group that fails is
+rolled back and its members retried one by one, so one bad document never
+takes others down with it.
+
+Ctrl-C once (``cancel.stop_requested``): the commit in flight finishes, the
+rest is discarded, the run reports itself interrupted. Twice: the handler
+raises KeyboardInterrupt, the commit in flight rolls back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openkb import fsio, names
+from openkb.commit import ChangeSet, Removal, commit_changes
+from openkb.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    CommitFailed,
+    Interrupted,
+)
+from openkb.kb import KB, WaitCallback
+from openkb.model import FileFailure, PreparedDocument, Skipped
+from openkb.prefilter import NameReservations, prefilter
+from openkb.prepare.pool import Finished, InProcessPreparer, WorkerPool
+from openkb.prepare.stage import PrepareLimits, rename_prepared
+from openkb.progress import Progress
+from openkb.runs import RunRecord
+from openkb.scan import scan_inputs
+
+log = logging.getLogger("openkb.timing")
+
+HEARTBEAT_S = 10.0
+
+
+class CancelToken:
+    """Set by the CLI's SIGINT handler; read between commits."""
+
+    def __init__(self) -> None:
+        self.stop_requested = False
+
+
+@dataclass
+class Counts:
+    total: int = 0
+    prepared: int = 0
+    committed: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class AddReport:
+    added: list[tuple[str, str]] = field(default_factory=list)  # (name, display)
+    updated: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[FileFailure] = field(default_factory=list)
+    interrupted: bool = False
+    bytes_committed: int = 0
+    phase_ms: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+    jobs: int = 1
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+
+
+def add_paths(kb: KB, inputs: list[str], progress: Progress, *, jobs: int | None = None,
+              cancel: CancelToken | None = None, lock_timeout: float | None = None,
+              on_lock_wait: WaitCallback | None = None) -> AddReport:
+    run = _AddRun(kb, progress, jobs or kb.config.jobs, cancel or CancelToken(), lock_timeout,
+                  on_lock_wait)
+    return run.execute(inputs)
+
+
+class _AddRun:
+    def __init__(self, kb: KB, progress: Progress, jobs: int, cancel: CancelToken,
+                 lock_timeout: float | None, on_lock_wait: WaitCallback | None) -> None:
+        self.kb = kb
+        self.layout = kb.layout
+        self.config = kb.config
+        self.progress = progress
+        self.jobs = jobs
+        self.cancel = cancel
+        self.lock_timeout = lock_timeout
+        self.on_lock_wait = on_lock_wait
+        self.report = AddReport(jobs=jobs)
+        self.counts = Counts()
+        self.staging_root = self.layout.staging_dir / progress.run_id
+        self.record = RunRecord(progress.run_id, os.getpid(), kb.command, time.time(), time.time())
+        self.preparer: WorkerPool | InProcessPreparer | None = None
+        self.prefilter_ms: dict[int, float] = {}
+        self.last_progress = time.monotonic()
+        self.reservations = NameReservations(self.layout, kb.registry)
+
+    # -- the run -------------------------------------------------------------
+    def execute(self, inputs: list[str]) -> AddReport:
+        start = time.monotonic()
+        self.progress.emit("run", "start", "run", command=self.kb.command, jobs=self.jobs,
+                           inputs=inputs[:20])
+        self.record.save(self.layout)
+        stop_heartbeat = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(stop_heartbeat,),
+                                     name="openkb-heartbeat", daemon=True)
+        heartbeat.start()
+        terminal = "error"
+        error: BaseException | None = None
+        try:
+            self._scan_and_ingest(inputs)
+            terminal = "cancelled" if self.report.interrupted else "complete"
+        except KeyboardInterrupt as exc:
+            self.report.interrupted = True
+            terminal = "cancelled"
+            error = exc
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            stop_heartbeat.set()
+            heartbeat.join()
+            self.record.delete(self.layout)
+            self.report.wall_s = time.monotonic() - start
+            self.report.phase_ms = {k: round(v, 1) for k, v in self.progress.phase_busy_ms.items()}
+            self._terminal(terminal, error)
+        if error is not None:  # KeyboardInterrupt: the commit in flight was rolled back
+            raise Interrupted("interrupted; the commit in flight was rolled back") from error
+        return self.report
+
+    def _scan_and_ingest(self, inputs: list[str]) -> None:
+        with self.progress.span("scan", "scan"):
+            scan = scan_inputs(
+                inputs, kb_root=self.layout.root, follow_symlinks=self.config.follow_symlinks,
+                on_progress=lambda n: self.progress.emit("scan", "progress", "scan",
+                                                         counts={"total": n}))
+        self.report.skipped += scan.skipped
+        self.report.failed += scan.failed
+        self.counts.total = len(scan.entries)
+        self.counts.skipped = len(scan.skipped)
+        self.counts.failed = len(scan.failed)
+        for failure in scan.failed:
+            self._emit_file_error(failure)
+        self._phase("prepare")
+        if not scan.entries:
+            return
+        limits = PrepareLimits(max_file_bytes=self.config.max_file_mb * 1048576,
+                               chunk_chars=self.config.chunk_chars,
+                               key_terms=self.config.key_terms_per_doc)
+        on_event = self.progress.forward if self.progress.active else None
+        workers = min(self.jobs, len(scan.entries))
+        if workers > 1:
+            self.preparer = WorkerPool(workers, limits, timeout_s=self.config.convert_timeout_s,
+                                       memory_mb=self.config.worker_memory_mb, on_event=on_event)
+        else:
+            self.preparer = InProcessPreparer(limits, timeout_s=self.config.convert_timeout_s,
+                                              on_event=on_event)
+        try:
+            self._pipeline(scan.entries)
+        finally:
+            self.preparer.close()
+            fsio.remove_tree(self.staging_root, sync=False)
+
+    def _pipeline(self, entries) -> None:
+        registry = self.kb.registry
+        preparer = self.preparer
+        assert preparer is not None
+        tasks = prefilter(entries, self.reservations, registry, self.staging_root,
+                          self.config.max_file_mb * 1048576)
+        window = self.jobs + (self.config.prepare_buffer or self.jobs)
+        pending: deque[int] = deque()  # submitted, not yet committed, in scan order
+        finished: dict[int, Finished] = {}
+        exhausted = False
+        while not self.cancel.stop_requested:
+            while not exhausted and preparer.free_slots() > 0 and len(pending) < window:
+                item = next(tasks, None)
+                if item is None:
+                    exhausted = True
+                    break
+                entry, outcome, hash_ms = item
+                self.progress.add_busy("prefilter", hash_ms)
+                if isinstance(outcome, Skipped):
+                    self._skip(outcome)
+                elif isinstance(outcome, FileFailure):
+                    self._fail(outcome)
+                else:
+                    self.prefilter_ms[entry.seq] = hash_ms
+                    self.progress.emit("prefilter", "point", "prefilter", file=entry.display,
+                                       doc=outcome.name, dur_ms=round(hash_ms, 3),
+                                       outcome="update" if outcome.replaces else "new")
+                    preparer.submit(outcome)
+                    pending.append(entry.seq)
+            if exhausted and not pending:
+                break
+            head_ready = bool(pending) and pending[0] in finished
+            for done in preparer.collect(timeout=0 if head_ready else 0.2):
+                finished[done.result.seq] = done
+                self.progress.add_busy("prepare", done.dur_ms)
+                self.counts.prepared += 1
+                self.last_progress = time.monotonic()
+            group: list[PreparedDocument] = []
+            while (pending and pending[0] in finished
+                   and len(group) < self.config.commit_group_size):
+                result = finished.pop(pending.popleft()).result
+                if isinstance(result, FileFailure):
+                    self._fail(result)
+                else:
+                    group.append(result)
+            if group:
+                self._phase("commit")
+                self._commit_group(group)
+        if self.cancel.stop_requested:
+            self.report.interrupted = True
+
+    # -- committing ----------------------------------------------------------
+    def _commit_group(self, group: list[PreparedDocument]) -> None:
+        with self.kb.exclusive(self.progress, timeout=self.lock_timeout,
+                               on_wait=self.on_lock_wait) as waited:
+            ready = [doc for doc in group if self._still_wanted(doc)]
+            if ready:
+                self._commit_docs(ready, waited * 1000)
+
+    def _commit_docs(self, docs: list[PreparedDocument], lock_wait_ms: float) -> None:
+        changes = ChangeSet(
+            op="add", added=docs,
+            removed=[Removal(doc.replaces) for doc in docs if doc.replaces])
+        staging = [self.layout.rel(Path(doc.staging_dir)) for doc in docs]
+        try:
+            outcome = commit_changes(self.layout, self.kb.registry, changes, self.progress,
+                                     staging_dirs=staging)
+        except CommitFailed as exc:
+            if len(docs) > 1:
+                for doc in docs:  # find the one that failed; commit the others
+                    self._commit_docs([doc], 0.0)
+                return
+            self._fail(FileFailure(docs[0].seq, docs[0].display, str(exc)))
+            fsio.remove_tree(Path(docs[0].staging_dir), sync=False)
+            return
+        for doc in docs:
+            (self.report.updated if doc.replaces else self.report.added).append(
+                (doc.name, doc.display))
+            self.report.bytes_committed += doc.size
+            self.counts.committed += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(self._timing_line(doc, lock_wait_ms, outcome.step_ms, len(docs)))
+        self.last_progress = time.monotonic()
+        self.progress.emit("committed", "point", "commit", txid=outcome.txid,
+                           doc=[d.name for d in docs][:20], counts=self.counts.as_dict(),
+                           bytes=sum(d.size for d in docs))
+
+    def _still_wanted(self, doc: PreparedDocument) -> bool:
+        """Re-check, under the lock, what the prefilter decided without it."""
+        registry = self.kb.registry
+        holder = registry.name_by_sha(doc.sha256)
+        if holder is not None:
+            self._skip(Skipped(doc.display, "duplicate", holder))
+            fsio.remove_tree(Path(doc.staging_dir), sync=False)
+            return False
+        if doc.replaces and not registry.name_taken(doc.replaces):
+            doc.replaces = None  # removed meanwhile: this is a plain add now
+        if not doc.replaces and registry.name_taken(doc.name):
+            # Another process took the name since the prefilter reserved it.
+            self.reservations.reserved.discard(doc.name)
+            rename_prepared(doc, names.unique_name(doc.name, self.reservations.taken))
+            self.reservations.reserved.add(doc.name)
+        return True
+
+    def _timing_line(self, doc: PreparedDocument, lock_wait_ms: float,
+                     step_ms: dict[str, float], group: int) -> str:
+        parts = [f"lock_wait={lock_wait_ms:.1f}ms",
+                 f"prefilter={self.prefilter_ms.pop(doc.seq, 0.0):.1f}ms",
+                 f"prepare={sum(doc.timings_ms.values()):.1f}ms"]
+        parts += [f"{step}={ms:.1f}ms" for step, ms in step_ms.items()]
+        parts.append(f"commit={sum(step_ms.values()):.1f}ms")
+        return f"{doc.name}: " + " ".join(parts) + (f" (group of {group})" if group > 1 else "")
+
+    # -- outcomes and events -------------------------------------------------
+    def _skip(self, skipped: Skipped) -> None:
+        self.report.skipped.append(skipped)
+        self.counts.skipped += 1
+        self.progress.emit("prefilter", "point", "prefilter", file=skipped.display,
+                           outcome=f"skipped:{skipped.reason}")
+
+    def _fail(self, failure: FileFailure) -> None:
+        self.report.failed.append(failure)
+        self.counts.failed += 1
+        self._emit_file_error(failure)
+
+    def _emit_file_error(self, failure: FileFailure) -> None:
+        self.progress.emit("file_error", "point", "prepare", file=failure.display,
+                           error=failure.reason[:1000], counts=self.counts.as_dict())
+
+    def _phase(self, phase: str) -> None:
+        if self.record.phase != phase:
+            self.record.phase = phase
+            self.record.counts = self.counts.as_dict()
+            self.record.save(self.layout)
+            self.progress.emit("phase", "point", phase, counts=self.counts.as_dict())
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            busy = self.preparer.busy() if self.preparer is not None else []
+            since = time.monotonic() - self.last_progress
+            self.record.last_progress = time.time() - since
+            self.record.counts = self.counts.as_dict()
+            self.record.save(self.layout)
+            self.progress.emit(
+                "heartbeat", "point", "run", counts=self.counts.as_dict(),
+                since_progress_s=round(since, 1),
+                workers=[{"worker": w, "file": f, "busy_s": round(s, 1)} for w, f, s in busy])
+
+    def _terminal(self, event: str, error: BaseException | None) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        exit_code = (EXIT_INTERRUPTED if event == "cancelled"
+                     else getattr(error, "exit_code", EXIT_SOME_FAILED) if event == "error"
+                     else self.report.exit_code)
+        skipped_by_reason: dict[str, int] = {}
+        for skipped in self.report.skipped:
+            skipped_by_reason[skipped.reason] = skipped_by_reason.get(skipped.reason, 0) + 1
+        self.progress.terminal(
+            event,
+            counts=self.counts.as_dict(),
+            bytes=self.report.bytes_committed,
+            added=len(self.report.added),
+            updated=len(self.report.updated),
+            skipped_by_reason=skipped_by_reason,
+            phase_busy_ms=self.report.phase_ms,
+            max_rss_mib=round(usage.ru_maxrss / 1024, 1),
+            max_worker_rss_mib=round(children.ru_maxrss / 1024, 1),
+            wall_ms=round(self.report.wall_s * 1000, 1),
+            exit_code=exit_code,
+            error=None if error is None else f"{type(error).__name__}: {error}"[:1000],
+        )
+
+

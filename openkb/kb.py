@@ -1,0 +1,165 @@
+"""An open knowledge base: where it is, its settings, its registry, its lock.
+
+Writers enter :meth:`KB.exclusive`, which takes the lock and, before handing
+control over, finishes any transaction a crashed process left (see
+:mod:`openkb.recovery`). Readers use :meth:`KB.reader`, which does the same
+if it can get the lock at once, and otherwise reads the registry as it is:
+it only ever shows committed documents.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from openkb import fsio, pages
+from openkb.config import DEFAULT_CONFIG_TEXT, Config, load_config
+from openkb.errors import JournalRefused, LockTimeout, NotAKnowledgeBase, UsageError
+from openkb.layout import KBLayout
+from openkb.lock import Holder, KBLock
+from openkb.progress import Progress
+from openkb.recovery import (
+    RecoveryReport,
+    drain_pending_journals,
+    has_pending_journals,
+    sweep_leftovers,
+)
+from openkb.registry import Registry
+
+log = logging.getLogger("openkb")
+
+WaitCallback = Callable[[Holder | None, float], None]
+
+
+def find_kb_root(explicit: str | None) -> Path:
+    """``--kb``, else ``OPENKB_DIR``, else the nearest parent of the current
+    directory that holds a KB (as git finds its repository)."""
+    chosen = explicit or os.environ.get("OPENKB_DIR")
+    if chosen:
+        layout = KBLayout.at(chosen)
+        if not layout.is_kb():
+            raise NotAKnowledgeBase(
+                f"{layout.root} is not an openkb knowledge base",
+                hint=f"create one with `openkb init {chosen}`",
+            )
+        return layout.root
+    here = Path.cwd()
+    for candidate in (here, *here.parents):
+        if KBLayout(candidate).is_kb():
+            return candidate
+    raise NotAKnowledgeBase(
+        "no knowledge base here or in any parent directory",
+        hint="pass --kb DIR, set OPENKB_DIR, or create one with `openkb init DIR`",
+    )
+
+
+def init_kb(root: str | os.PathLike[str]) -> tuple[KBLayout, bool]:
+    """Create a KB at ``root``; return (layout, created). Idempotent: an
+    interrupted init is completed, an existing KB is left alone."""
+    layout = KBLayout.at(root)
+    if layout.is_kb():
+        return layout, False
+    if layout.root.exists() and not layout.root.is_dir():
+        raise UsageError(f"{layout.root} exists and is not a directory")
+    for directory in (layout.raw_dir, layout.sources_dir, layout.summaries_dir,
+                      layout.concepts_dir, layout.journal_dir, layout.staging_dir,
+                      layout.runs_dir):
+        fsio.makedirs(directory)
+    if not layout.config_path.exists():
+        fsio.write_atomic(layout.config_path, DEFAULT_CONFIG_TEXT.encode())
+    if not layout.index_md.exists():
+        fsio.write_atomic(layout.index_md, pages.render_index([], []).encode())
+    if not layout.log_md.exists():
+        fsio.write_atomic(layout.log_md, pages.LOG_HEADER.encode())
+    layout.lock_path.touch()
+    # The database appears last, under its final name, by rename: a KB is a
+    # KB only once everything above exists.
+    tmp = fsio.tmp_path_for(layout.db_path)
+    registry = Registry.create(tmp)
+    registry.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    registry.conn.execute("PRAGMA journal_mode = DELETE")
+    registry.close()
+    fsio.fsync_file(tmp)
+    fsio.replace(tmp, layout.db_path)
+    return layout, True
+
+
+class KB:
+    def __init__(self, root: Path, command: str, config: Config | None = None) -> None:
+        self.layout = KBLayout.at(root)
+        if not self.layout.is_kb():
+            raise NotAKnowledgeBase(f"{self.layout.root} is not an openkb knowledge base")
+        self.config = config or load_config(self.layout.config_path)
+        self.command = command
+        self._lock = KBLock(self.layout, command)
+        self._registry: Registry | None = None
+        self._swept = False
+        self.recovery = RecoveryReport()
+
+    @classmethod
+    def open(cls, explicit: str | None, command: str) -> KB:
+        return cls(find_kb_root(explicit), command)
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry.open(self.layout.db_path)
+        return self._registry
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+    @contextmanager
+    def exclusive(self, progress: Progress, *, timeout: float | None = None,
+                  on_wait: WaitCallback | None = None, recover: bool = True) -> Iterator[float]:
+        """Hold the KB lock; yields seconds waited. Pending journals are
+        finished first, every time, so this command never builds on a
+        half-done transaction (``recover=False`` is for `verify`, which
+        reports them instead)."""
+        if timeout is None:
+            timeout = self.config.lock_timeout_s
+        progress.emit("lock_wait", "start", "lock_wait")
+        start = time.perf_counter()
+        try:
+            waited = self._lock.acquire(timeout=timeout, on_wait=on_wait)
+        except LockTimeout as exc:
+            progress.emit("lock_wait", "done", "lock_wait", outcome="timeout",
+                          dur_ms=round((time.perf_counter() - start) * 1000, 3), error=str(exc))
+            raise
+        dur_ms = (time.perf_counter() - start) * 1000
+        progress.add_busy("lock_wait", dur_ms)
+        progress.emit("lock_wait", "done", "lock_wait", dur_ms=round(dur_ms, 3), outcome="ok")
+        progress.emit("lock_acquired", "point", "lock")
+        try:
+            if recover:
+                self._recover(progress)
+            yield waited
+        finally:
+            self._lock.release()
+            progress.emit("lock_released", "point", "lock")
+
+    def _recover(self, progress: Progress) -> None:
+        drain_pending_journals(self.layout, self.registry, progress, self.recovery)
+        if not self._swept:
+            sweep_leftovers(self.layout, self.recovery)
+            self._swept = True
+
+    def reader(self, progress: Progress) -> Registry:
+        """The registry for reading. If a crash left journals and nobody holds
+        the lock, finish them first, so the files match what we report."""
+        if has_pending_journals(self.layout):
+            try:
+                with self.exclusive(progress, timeout=0):
+                    pass
+            except LockTimeout:
+                pass  # a live writer owns those journals; the registry is still consistent
+            except JournalRefused as exc:
+                # Reading stays possible: the registry shows committed state.
+                log.warning("%s (%s)", exc, exc.hint)
+        return self.registry

@@ -1,0 +1,108 @@
+"""Hash prefilter and name reservation, in scan order, before any worker runs.
+
+Each scanned file is hashed once here. Content already in the registry, or
+seen earlier in this run, is skipped without conversion. Every other file
+gets its document name now, in scan order, so ``a/notes.md`` and
+``b/notes.md`` are named the same way whatever ``--jobs`` is. A file whose
+path is the origin of a document already in the KB, with new content,
+becomes an update of that document and keeps its name.
+
+This runs without the lock: commit re-checks both decisions under it, since
+another process may have committed in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from openkb import names
+from openkb.layout import KBLayout
+from openkb.model import FileFailure, PrepareTask, ScanEntry, Skipped
+from openkb.prepare.sniff import detect_kind_by_name
+from openkb.registry import Registry
+
+HASH_BLOCK = 1 << 20
+
+
+def hash_file(path: str) -> str:
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class NameReservations:
+    """Names handed out in this run, checked against the registry and the disk."""
+
+    def __init__(self, layout: KBLayout, registry: Registry) -> None:
+        self.layout = layout
+        self.registry = registry
+        self.reserved: set[str] = set()
+
+    def taken(self, name: str) -> bool:
+        if name in self.reserved or self.registry.name_taken(name):
+            return True
+        # A leftover file (say, from a manual copy) must not be overwritten.
+        return (self.layout.root / self.layout.source_rel(name)).exists() or (
+            self.layout.root / self.layout.summary_rel(name)
+        ).exists()
+
+    def reserve(self, display: str) -> str:
+        name = names.unique_name(names.slugify(Path(display).stem), self.taken)
+        self.reserved.add(name)
+        return name
+
+
+def prefilter(
+    entries: list[ScanEntry],
+    reservations: NameReservations,
+    registry: Registry,
+    staging_root: Path,
+    max_file_bytes: int,
+) -> Iterator[tuple[ScanEntry, PrepareTask | Skipped | FileFailure, float]]:
+    """For each entry, in order: a task to prepare, a skip, or a failure, and
+    the milliseconds spent hashing it."""
+    seen: dict[str, str] = {}
+    for entry in entries:
+        start = time.perf_counter()
+        if entry.size > max_file_bytes:
+            yield entry, FileFailure(entry.seq, entry.display, (
+                f"too large: {entry.size / 1048576:.1f} MiB "
+                f"(limit max_file_mb = {max_file_bytes // 1048576})")), 0.0
+            continue
+        try:
+            sha = hash_file(entry.path)
+        except FileNotFoundError:
+            yield entry, FileFailure(entry.seq, entry.display, "vanished after it was scanned"), 0.0
+            continue
+        except OSError as exc:
+            yield entry, FileFailure(entry.seq, entry.display, f"cannot read: {exc.strerror}"), 0.0
+            continue
+        hash_ms = (time.perf_counter() - start) * 1000
+        holder = registry.name_by_sha(sha)
+        if holder is not None:
+            yield entry, Skipped(entry.display, "duplicate", holder), hash_ms
+            continue
+        if sha in seen:
+            yield entry, Skipped(entry.display, "duplicate-in-run", seen[sha]), hash_ms
+            continue
+        seen[sha] = entry.display
+        kind, ext = detect_kind_by_name(entry.path)
+        updating = next((n for n in registry.names_by_origin(entry.path)
+                         if n not in reservations.reserved), None)
+        if updating is not None:
+            name = updating
+            reservations.reserved.add(name)
+        else:
+            name = reservations.reserve(entry.display)
+        yield entry, PrepareTask(
+            seq=entry.seq, path=entry.path, display=entry.display, sha256=sha, size=entry.size,
+            name=name, kind=kind, ext=ext, staging_dir=str(staging_root / str(entry.seq)),
+            replaces=updating,
+        ), hash_ms

@@ -1,0 +1,59 @@
+"""Markdown: kept as written; headings give the outline (and, in chunk.py, the chunks).
+
+Only markdown-it-py's block parser runs: headings are all we need from the
+parse, and skipping inline parsing keeps a 50 MB one-line file fast. Its
+nesting limit (``maxNesting``) stops 100,000 levels of ``>`` from costing
+anything, and nothing here recurses.
+"""
+
+from __future__ import annotations
+
+import re
+
+from markdown_it import MarkdownIt
+
+from openkb.model import OutlineEntry
+from openkb.prepare.converted import Converted
+
+_PARSER = MarkdownIt("commonmark", {"maxNesting": 20}).disable("inline")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_FM_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MARKS = re.compile(r"[*_`~]+|<[^>]{0,200}>")
+MAX_FRONT_MATTER = 10_000
+
+
+def plain_inline(text: str) -> str:
+    """Heading text without inline markup: links become their text."""
+    text = _LINK.sub(r"\1", text)
+    text = _MARKS.sub("", text)
+    return " ".join(text.split())
+
+
+def front_matter_title(text: str) -> str | None:
+    match = _FRONT_MATTER.match(text[:MAX_FRONT_MATTER])
+    if not match:
+        return None
+    title = _FM_TITLE.search(match.group(1))
+    if not title:
+        return None
+    value = title.group(1).strip().strip("\"'").strip()
+    return value or None
+
+
+def convert_markdown(text: str) -> Converted:
+    title = front_matter_title(text)
+    body_start = 0
+    match = _FRONT_MATTER.match(text[:MAX_FRONT_MATTER])
+    if match:
+        body_start = match.end()
+    tokens = _PARSER.parse(text[body_start:])
+    outline: list[OutlineEntry] = []
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and i + 1 < len(tokens):
+            heading = plain_inline(tokens[i + 1].content)
+            if heading:
+                outline.append(OutlineEntry(level=int(token.tag[1]), title=heading))
+    if title is None:
+        title = next((e.title for e in outline if e.level == 1), None)
+    return Converted(markdown=text, title=title, outline=outline)

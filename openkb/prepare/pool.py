@@ -1,0 +1,238 @@
+"""Running prepare: in worker processes, or in this process for ``--jobs 1``.
+
+Both preparers offer the same three calls: ``submit(task)`` when
+``free_slots()`` allows, ``collect(timeout)`` for finished results, and
+``close()``. The pool is not a ``ProcessPoolExecutor``: that one breaks as a
+whole when one worker dies, and cannot kill a worker stuck on one file. Here
+each worker has its own pipe, the parent knows which task each one runs and
+since when, and a worker that dies (segfault, OOM kill, SIGKILL) or passes
+``convert_timeout_s`` fails only its own file and is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from openkb.model import FileFailure, PreparedDocument, PrepareTask
+from openkb.prepare.stage import PrepareLimits, prepare_file
+from openkb.prepare.worker import describe_failure, worker_main
+from openkb.progress import rss_mib
+
+Result = PreparedDocument | FileFailure
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Finished:
+    result: Result
+    dur_ms: float
+
+
+class _Worker:
+    def __init__(self, index: int, process: multiprocessing.Process, conn: Connection) -> None:
+        self.index = index
+        self.process = process
+        self.conn = conn
+        self.task: PrepareTask | None = None
+        self.started = 0.0
+
+
+class WorkerPool:
+    def __init__(self, jobs: int, limits: PrepareLimits, *, timeout_s: float, memory_mb: int,
+                 on_event: EventSink | None) -> None:
+        # forkserver: workers fork from a clean server process with openkb
+        # already imported, not from this process and its threads.
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["openkb.prepare.worker"])
+        self._limits = limits
+        self._timeout_s = timeout_s
+        self._memory_mb = memory_mb
+        self._on_event = on_event
+        self._workers = [self._spawn(i) for i in range(jobs)]
+
+    def _spawn(self, index: int) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(child, index, self._limits, self._memory_mb, self._on_event is not None),
+            name=f"openkb-prepare-{index}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        return _Worker(index, process, parent)
+
+    def free_slots(self) -> int:
+        return sum(1 for w in self._workers if w.task is None)
+
+    def busy(self) -> list[tuple[int, str, float]]:
+        """(worker, file, seconds on it) for each busy worker: for heartbeats."""
+        now = time.monotonic()
+        return [(w.index, w.task.display, now - w.started) for w in self._workers if w.task]
+
+    def submit(self, task: PrepareTask) -> None:
+        worker = next(w for w in self._workers if w.task is None)
+        if not worker.process.is_alive():  # it exited after its last file (MemoryError)
+            self._respawn(worker)
+            worker = self._workers[worker.index]
+        worker.task = task
+        worker.started = time.monotonic()
+        # If the send fails the worker has died; collect() sees its sentinel
+        # and fails this task with the reason.
+        with contextlib.suppress(OSError):
+            worker.conn.send(("task", task))
+
+    def collect(self, timeout: float) -> list[Finished]:
+        busy = [w for w in self._workers if w.task is not None]
+        if not busy:
+            return []
+        now = time.monotonic()
+        nearest = min(w.started + self._timeout_s for w in busy)
+        wait_s = max(0.0, min(timeout, nearest - now))
+        ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], wait_s))
+        finished: list[Finished] = []
+        for worker in busy:
+            if worker.conn in ready or worker.process.sentinel in ready:
+                self._drain(worker, finished)
+            elif time.monotonic() - worker.started > self._timeout_s:
+                self._replace(worker, finished,
+                              f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
+        return finished
+
+    def _drain(self, worker: _Worker, finished: list[Finished]) -> None:
+        try:
+            while worker.conn.poll():
+                message = worker.conn.recv()
+                if message[0] == "event":
+                    if self._on_event is not None:
+                        self._on_event(message[1])
+                elif message[0] == "result":
+                    finished.append(Finished(message[2], message[3]))
+                    worker.task = None
+        except (EOFError, OSError):
+            pass
+        if not worker.process.is_alive():
+            worker.process.join()
+            code = worker.process.exitcode
+            if worker.task is not None:
+                how = (f"killed by signal {signal.Signals(-code).name}" if code and code < 0
+                       else f"exited with code {code}")
+                self._replace(worker, finished, f"worker process died ({how}) while converting")
+            else:
+                self._respawn(worker)
+
+    def _replace(self, worker: _Worker, finished: list[Finished], reason: str) -> None:
+        task = worker.task
+        assert task is not None
+        finished.append(Finished(FileFailure(task.seq, task.display, reason),
+                                 (time.monotonic() - worker.started) * 1000))
+        self._respawn(worker)
+
+    def _respawn(self, worker: _Worker) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if worker.process.is_alive():
+                os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.join()
+        worker.conn.close()
+        self._workers[worker.index] = self._spawn(worker.index)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            if worker.task is None:
+                with contextlib.suppress(OSError):
+                    worker.conn.send(("stop",))
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.process.pid, signal.SIGKILL)
+        for worker in self._workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+
+
+class InProcessPreparer:
+    """``--jobs 1``: the same stages, run here, one file at a time.
+
+    The per-file timeout is enforced with SIGALRM (the converters are pure
+    Python, so the alarm interrupts them); the memory limit is not, because
+    capping this process would cap the commit path too.
+    """
+
+    def __init__(self, limits: PrepareLimits, *, timeout_s: float,
+                 on_event: EventSink | None) -> None:
+        self._limits = limits
+        self._timeout_s = timeout_s
+        self._on_event = on_event
+        self._done: list[Finished] = []
+        self._current: PrepareTask | None = None
+        self._started = 0.0
+
+    def free_slots(self) -> int:
+        return 1
+
+    def busy(self) -> list[tuple[int, str, float]]:
+        if self._current is None:
+            return []
+        return [(0, self._current.display, time.monotonic() - self._started)]
+
+    def submit(self, task: PrepareTask) -> None:
+        self._current, self._started = task, time.monotonic()
+        self._event(task, "start", bytes=task.size)
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            with _alarm(self._timeout_s):
+                result: Result = prepare_file(task, self._limits)
+        except _Timeout:
+            result = FileFailure(task.seq, task.display,
+                                 f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
+            outcome = "error"
+        except Exception as exc:
+            result = FileFailure(task.seq, task.display, describe_failure(exc, None))
+            outcome = "error"
+        finally:
+            self._current = None
+        dur_ms = round((time.perf_counter() - start) * 1000, 3)
+        self._event(task, "done", dur_ms=dur_ms, outcome=outcome, bytes=task.size)
+        self._done.append(Finished(result, dur_ms))
+
+    def _event(self, task: PrepareTask, kind: str, **fields: Any) -> None:
+        if self._on_event is not None:
+            self._on_event({"event": "prepare", "phase": "prepare", "kind": kind,
+                            "pid": os.getpid(), "worker": 0, "rss_mib": rss_mib(),
+                            "file": task.display, "doc": task.name, **fields})
+
+    def collect(self, timeout: float) -> list[Finished]:
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        pass
+
+
+class _Timeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float):
+    def fire(signum, frame):
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,186 @@
+"""Prepare one file into its staging dir: the stage functions a worker runs.
+
+Each stage is a small named function, so the in-process path (``--jobs 1``)
+and the worker processes run exactly the same code. Nothing here touches a
+live KB path: everything is written under ``task.staging_dir``, fsynced, so
+that publishing is a rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from openkb import fsio, pages
+from openkb.errors import FileRejected
+from openkb.model import DocumentInfo, PreparedDocument, PrepareTask
+from openkb.prepare.analyze import count_words, lead_paragraph
+from openkb.prepare.chunk import chunk_markdown
+from openkb.prepare.convert_html import convert_html
+from openkb.prepare.convert_markdown import convert_markdown
+from openkb.prepare.convert_pdf import convert_pdf
+from openkb.prepare.convert_text import convert_text
+from openkb.prepare.converted import Converted
+from openkb.prepare.decode import decode_text
+from openkb.prepare.sniff import detect_kind
+from openkb.prepare.terms import key_terms
+
+MAX_TERM_CHARS = 100
+_TERM_JUNK = re.compile(r"[\W_]+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class PrepareLimits:
+    max_file_bytes: int
+    chunk_chars: int
+    key_terms: int
+
+
+def read_input(task: PrepareTask, limits: PrepareLimits) -> bytes:
+    """The file's bytes, if they are still what the scan hashed.
+
+    Opened non-blocking and checked with fstat, so a file swapped for a FIFO
+    after the scan cannot hang the worker.
+    """
+    try:
+        fd = os.open(task.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FileRejected("vanished after it was scanned") from None
+    except OSError as exc:
+        raise FileRejected(f"cannot open: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(handle.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise FileRejected("no longer a regular file")
+        if st.st_size > limits.max_file_bytes:
+            raise FileRejected(
+                f"too large: {st.st_size / 1048576:.1f} MiB (limit max_file_mb = "
+                f"{limits.max_file_bytes // 1048576})"
+            )
+        data = handle.read(limits.max_file_bytes + 1)
+    if len(data) > limits.max_file_bytes:
+        raise FileRejected("grew past max_file_mb while being read")
+    if hashlib.sha256(data).hexdigest() != task.sha256:
+        raise FileRejected("changed after it was scanned; run the add again")
+    if not data:
+        raise FileRejected("empty file (0 bytes)")
+    return data
+
+
+def convert(kind: str, data: bytes) -> Converted:
+    if kind == "pdf":
+        return convert_pdf(data)
+    text = decode_text(data)
+    if not text.strip():
+        raise FileRejected("no text (only whitespace)")
+    if kind == "markdown":
+        return convert_markdown(text)
+    if kind == "html":
+        return convert_html(text)
+    return convert_text(text)
+
+
+def title_from_name(display: str) -> str:
+    stem = Path(display).stem
+    return " ".join(re.sub(r"[_\-]+", " ", stem).split()) or stem
+
+
+def clean_terms(terms: list[str]) -> list[str]:
+    """Terms become page names: only word characters other than ``_``,
+    single spaces, bounded length, no duplicates."""
+    seen: dict[str, None] = {}
+    for term in terms:
+        clean = " ".join(_TERM_JUNK.sub(" ", term.lower()).split())[:MAX_TERM_CHARS].strip()
+        if clean:
+            seen.setdefault(clean, None)
+    return list(seen)
+
+
+def analyze(converted: Converted, display: str, kind: str, limits: PrepareLimits) -> DocumentInfo:
+    title = pages.one_line(converted.title or "") or title_from_name(display)
+    markdown = converted.markdown
+    if not markdown.strip():
+        raise FileRejected("no text after conversion")
+    return DocumentInfo(
+        title=title,
+        kind=kind,
+        outline=converted.outline,
+        lead=lead_paragraph(markdown),
+        terms=clean_terms(key_terms(markdown, title, limits.key_terms)),
+        pages=converted.pages,
+        words=count_words(markdown),
+        chars=len(markdown),
+    )
+
+
+def write_staging(task: PrepareTask, data: bytes, source: bytes,
+                  summary: bytes) -> tuple[str, str, str]:
+    staging = Path(task.staging_dir)
+    fsio.makedirs(staging)
+    paths = (staging / f"raw{task.ext}", staging / "source.md", staging / "summary.md")
+    for path, content in zip(paths, (data, source, summary), strict=False):
+        fsio.write_new_file(path, content)
+    fsio.fsync_dir(staging)
+    return tuple(str(p) for p in paths)  # type: ignore[return-value]
+
+
+def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
+    """Run every stage for one file. Raises FileRejected with a reason."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round((now - clock) * 1000, 3)
+        clock = now
+
+    data = read_input(task, limits)
+    lap("read")
+    kind, _ = detect_kind(task.path, data[:4096])
+    converted = convert(kind, data)
+    lap("convert")
+    info = analyze(converted, task.display, kind, limits)
+    chunks = chunk_markdown(converted.markdown, limits.chunk_chars)
+    source = converted.markdown if converted.markdown.endswith("\n") else converted.markdown + "\n"
+    source_bytes = source.encode("utf-8")
+    summary_bytes = pages.render_summary(task.name, task.ext, len(data), info).encode("utf-8")
+    lap("analyze")
+    staged_raw, staged_source, staged_summary = write_staging(task, data, source_bytes,
+                                                              summary_bytes)
+    lap("stage_write")
+    return PreparedDocument(
+        seq=task.seq,
+        name=task.name,
+        display=task.display,
+        origin=task.path,
+        sha256=task.sha256,
+        size=len(data),
+        ext=task.ext,
+        info=info,
+        chunks=chunks,
+        staged_raw=staged_raw,
+        staged_source=staged_source,
+        staged_summary=staged_summary,
+        source_sha256=hashlib.sha256(source_bytes).hexdigest(),
+        summary_sha256=hashlib.sha256(summary_bytes).hexdigest(),
+        staging_dir=task.staging_dir,
+        replaces=task.replaces,
+        timings_ms=timings,
+    )
+
+
+def rename_prepared(doc: PreparedDocument, new_name: str) -> PreparedDocument:
+    """Give a prepared document another name (its reserved one was taken by a
+    concurrent add): only the summary page mentions the name."""
+    summary = pages.render_summary(new_name, doc.ext, doc.size, doc.info).encode("utf-8")
+    path = Path(doc.staged_summary)
+    fsio.write_atomic(path, summary)
+    doc.name = new_name
+    doc.summary_sha256 = hashlib.sha256(summary).hexdigest()
+    return doc

@@ -1,0 +1,66 @@
+"""Key terms of a document, with no model and no network.
+
+Candidates are words (four letters or more) and two-word phrases of words
+that are not stop words. A candidate scores its frequency; phrases weigh
+more than words (they name things), and words in headings or the title
+weigh more than words in running text. A term must occur twice, or once in
+a heading or the title, to count. Code blocks, URLs and link targets are
+ignored. Only the first :data:`MAX_ANALYSED_CHARS` characters are read:
+enough to characterise a document, and it bounds time and memory on a
+50 MB file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from openkb.prepare.stopwords import STOPWORDS
+
+MAX_ANALYSED_CHARS = 2_000_000
+PHRASE_WEIGHT = 2.5
+HEADING_WEIGHT = 3.0
+
+_FENCED = re.compile(r"^ {0,3}(```|~~~).*?(?:^ {0,3}\1[^\n]*$|\Z)", re.MULTILINE | re.DOTALL)
+_URL = re.compile(r"https?://\S+|www\.\S+|\]\([^)]*\)")
+_HEADING_LINE = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*)$", re.MULTILINE)
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_BREAK = re.compile(r"[.!?;:,()\[\]{}\"|\n]+")
+
+
+def _clean(markdown: str) -> str:
+    text = markdown[:MAX_ANALYSED_CHARS]
+    text = _FENCED.sub(" ", text)
+    return _URL.sub(" ", text)
+
+
+def _count(text: str, weight: float, counts: Counter[str]) -> None:
+    """Add weighted words and phrases of ``text``; phrases never cross
+    punctuation, so "heads. Attention" is not a phrase."""
+    for clause in _BREAK.split(text.lower()):
+        words = _WORD.findall(clause)
+        previous = None
+        for word in words:
+            content = word not in STOPWORDS and len(word) >= 3
+            if content and len(word) >= 4:
+                counts[word] += weight
+            if content and previous is not None:
+                counts[f"{previous} {word}"] += weight * PHRASE_WEIGHT
+            previous = word if content else None
+
+
+def key_terms(markdown: str, title: str, n: int) -> list[str]:
+    text = _clean(markdown)
+    counts: Counter[str] = Counter()
+    _count(text, 1.0, counts)
+    emphasised: Counter[str] = Counter()
+    for heading in _HEADING_LINE.findall(text):
+        _count(heading, 1.0, emphasised)
+    _count(title, 1.0, emphasised)
+    for term, weight in emphasised.items():
+        counts[term] += weight * (HEADING_WEIGHT - 1)
+    threshold = 2.0  # twice in the text, or once in a heading or the title
+    eligible = [(score, term) for term, score in counts.items()
+                if score >= threshold or term in emphasised]
+    eligible.sort(key=lambda st: (-st[0], st[1]))
+    return [term for _, term in eligible[:n]]

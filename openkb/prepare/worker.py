@@ -1,0 +1,80 @@
+"""The body of a prepare worker process.
+
+A worker takes tasks one at a time from its pipe, runs
+:func:`openkb.prepare.stage.prepare_file`, and answers with the prepared
+document or a failure. It ignores SIGINT (the parent decides what Ctrl-C
+means), caps its own address space so a decompression bomb ends in a
+MemoryError here rather than in the OOM killer, and never touches the lock
+or any live KB path.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from openkb.errors import FileRejected
+from openkb.model import FileFailure, PrepareTask
+from openkb.prepare.stage import PrepareLimits, prepare_file
+from openkb.progress import rss_mib
+
+
+def describe_failure(exc: BaseException, memory_mb: int | None) -> str:
+    """A reason a user can act on, for any exception prepare may raise."""
+    if isinstance(exc, FileRejected):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        limit = f" (worker_memory_mb = {memory_mb})" if memory_mb else ""
+        return f"ran out of memory while converting{limit}"
+    if isinstance(exc, RecursionError):
+        return "too deeply nested to convert"
+    return f"converter error: {type(exc).__name__}: {exc}"[:500]
+
+
+def _limit_memory(memory_mb: int) -> None:
+    limit = memory_mb * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def worker_main(conn: Connection, worker: int, limits: PrepareLimits, memory_mb: int,
+                emit_events: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _limit_memory(memory_mb)
+
+    def event(task: PrepareTask, kind: str, **fields: Any) -> None:
+        if emit_events:
+            conn.send(("event", {"event": "prepare", "phase": "prepare", "kind": kind,
+                                 "pid": os.getpid(), "worker": worker, "rss_mib": rss_mib(),
+                                 "mono": time.monotonic(), "file": task.display,
+                                 "doc": task.name, **fields}))
+
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message[0] == "stop":
+            return
+        task: PrepareTask = message[1]
+        event(task, "start", bytes=task.size)
+        start = time.perf_counter()
+        fatal = False
+        try:
+            result: Any = prepare_file(task, limits)
+            outcome = "ok"
+        except BaseException as exc:  # one file's failure, whatever it is, is reported
+            result = FileFailure(task.seq, task.display, describe_failure(exc, memory_mb))
+            outcome = "error"
+            fatal = isinstance(exc, MemoryError)  # the heap may be unusable: start afresh
+        dur_ms = round((time.perf_counter() - start) * 1000, 3)
+        event(task, "done", dur_ms=dur_ms, outcome=outcome, bytes=task.size)
+        conn.send(("result", task.seq, result, dur_ms))
+        if fatal:
+            return

@@ -1,0 +1,131 @@
+"""The event stream every long operation emits (schema ``openkb.progress.v1``).
+
+The core only emits; listeners subscribe: the JSONL writer
+(:mod:`openkb.progress_jsonl`), the live view and the debug timing log in the
+CLI, the run record `openkb status` reads. With no listener, :meth:`emit`
+returns at once and a :meth:`span` costs two ``perf_counter`` calls, which it
+needs anyway for the per-phase busy time in the final summary.
+
+A span emits ``kind=start`` before the work and ``kind=done`` with
+``dur_ms`` in a ``finally``, so a failed step still closes its span (with
+``outcome=error``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psutil
+
+SCHEMA = "openkb.progress.v1"
+TERMINAL_EVENTS = ("complete", "error", "cancelled")
+
+Listener = Callable[[dict[str, Any]], None]
+
+_process = psutil.Process()
+
+
+def rss_mib() -> float:
+    return round(_process.memory_info().rss / 1048576, 1)
+
+
+def new_run_id() -> str:
+    """``<pid>-<process start, ms>-<random>``: also names the run's staging dir
+    and status record, so recovery can tell whether their owner is alive."""
+    return f"{os.getpid()}-{int(_process.create_time() * 1000)}-{os.urandom(3).hex()}"
+
+
+class Progress:
+    """Numbers events, stamps them and hands them to every listener."""
+
+    def __init__(self, run_id: str | None = None) -> None:
+        self.run_id = run_id or new_run_id()
+        self.t0 = time.monotonic()
+        self.listeners: list[Listener] = []
+        self.phase_busy_ms: dict[str, float] = defaultdict(float)
+        self.phase_count: dict[str, int] = defaultdict(int)
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self._terminal_sent = False
+
+    @property
+    def active(self) -> bool:
+        return bool(self.listeners)
+
+    def subscribe(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def emit(self, event: str, kind: str = "point", phase: str | None = None,
+             **fields: Any) -> None:
+        if not self.listeners:
+            return
+        record = {"event": event, "phase": phase or event, "kind": kind, "pid": os.getpid(),
+                  "worker": None, "rss_mib": rss_mib()}
+        record.update(fields)
+        self._dispatch(record)
+
+    def forward(self, record: dict[str, Any]) -> None:
+        """Emit a record built by a worker process (it carries its own pid,
+        worker number, RSS and monotonic time)."""
+        if not self.listeners:
+            return
+        self._dispatch(record)
+
+    def _dispatch(self, record: dict[str, Any]) -> None:
+        mono = record.pop("mono", None)
+        with self._lock:
+            if record["kind"] == "terminal":
+                if self._terminal_sent:
+                    return
+                self._terminal_sent = True
+            stamped = {
+                "schema": SCHEMA,
+                "run_id": self.run_id,
+                "seq": next(self._seq),
+                "ts_ms": int(time.time() * 1000),
+                "t_ms": round(((mono if mono is not None else time.monotonic()) - self.t0)
+                              * 1000, 1),
+            }
+            stamped.update(record)
+            for listener in self.listeners:
+                listener(stamped)
+
+    @contextmanager
+    def span(self, event: str, phase: str | None = None, **fields: Any) -> Iterator[dict]:
+        """Time a step; yields a dict the body may add fields to for the done event."""
+        phase = phase or event
+        extra: dict[str, Any] = {}
+        if self.listeners:
+            self.emit(event, "start", phase, **fields)
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            yield extra
+        except BaseException as exc:
+            outcome = "error"
+            extra.setdefault("error", f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        finally:
+            dur_ms = (time.perf_counter() - start) * 1000
+            self.phase_busy_ms[phase] += dur_ms
+            self.phase_count[phase] += 1
+            extra["dur_ms"] = round(dur_ms, 3)
+            if self.listeners:
+                self.emit(event, "done", phase, outcome=outcome, **fields, **extra)
+
+    def add_busy(self, phase: str, dur_ms: float) -> None:
+        """Account time measured elsewhere (a worker's conversion)."""
+        self.phase_busy_ms[phase] += dur_ms
+        self.phase_count[phase] += 1
+
+    def terminal(self, event: str, **fields: Any) -> None:
+        assert event in TERMINAL_EVENTS
+        self.emit(event, "terminal", "run", **fields)
+

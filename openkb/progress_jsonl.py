@@ -1,0 +1,107 @@
+"""Progress events as JSON lines, for operators and for `openkb progress summarize`.
+
+One writer thread owns the file; every event (from this process or, through
+their pipes, from workers) reaches it through a queue, so lines never
+interleave. Each line is written with a single ``os.write`` on an
+``O_APPEND`` descriptor and kept under :data:`MAX_LINE` bytes, so concurrent
+writers from other runs appending to the same file cannot tear it either.
+If an earlier crash left a torn last line, a newline is written first, so
+the torn line stays one bad line and the next record starts clean.
+
+Telemetry never fails an ingest: if the file cannot be opened or a write
+fails (full disk, EIO), ``warn`` is called once and events are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+MAX_LINE = 4000
+# Fields that may be long, trimmed in this order until a line fits.
+_TRIMMABLE = ("error", "workers", "inputs", "doc", "file", "skipped_by_reason", "phase_busy_ms")
+
+
+def encode_line(record: dict[str, Any]) -> bytes:
+    line = orjson.dumps(record, default=str) + b"\n"
+    if len(line) <= MAX_LINE:
+        return line
+    record = dict(record)
+    for key in _TRIMMABLE:
+        if key in record:
+            value = record[key]
+            record[key] = value[:200] if isinstance(value, str) else "(trimmed)"
+            record["trimmed"] = True
+            line = orjson.dumps(record, default=str) + b"\n"
+            if len(line) <= MAX_LINE:
+                return line
+    return orjson.dumps({k: record[k] for k in ("schema", "run_id", "seq", "ts_ms", "t_ms",
+                                                  "event", "phase", "kind") if k in record}
+                        | {"trimmed": True}) + b"\n"
+
+
+class JsonlWriter:
+    """A progress listener that appends each event to ``path``."""
+
+    def __init__(self, path: str, warn: Callable[[str], None]) -> None:
+        self.path = path
+        self._warn = warn
+        self._warned = False
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            self._start_on_fresh_line()
+        except OSError as exc:
+            self._fail(exc)
+        self._thread = threading.Thread(target=self._run, name="openkb-progress-jsonl",
+                                        daemon=True)
+        self._thread.start()
+
+    def _start_on_fresh_line(self) -> None:
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        if size:
+            with open(self.path, "rb") as handle:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self._fd is not None:
+            self._queue.put(record)
+
+    def _run(self) -> None:
+        while True:
+            record = self._queue.get()
+            if record is None:
+                return
+            if self._fd is None:
+                continue
+            try:
+                os.write(self._fd, encode_line(record))
+            except OSError as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        if not self._warned:
+            self._warned = True
+            self._warn(f"cannot write progress events to {self.path}: {exc.strerror or exc}; "
+                       "the ingest goes on without them")
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

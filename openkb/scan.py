@@ -1,0 +1,136 @@
+"""Finding the input files: directories walked in a stable order, without surprises.
+
+- Entries are sorted by their byte names, so scan order (and so doc names and
+  log order) is the same on every run and with every ``--jobs``.
+- Hidden files and directories and any ``.openkb`` are skipped, and so is the
+  KB itself if it lies inside an input directory.
+- Symlinks are not followed unless ``follow_symlinks`` is set, and even then
+  never out of the input directory they were found in, and never in a loop.
+- FIFOs, sockets and devices are skipped by ``lstat``, without opening them
+  (opening a FIFO blocks).
+- The walk is iterative, so nesting depth is not bounded by the stack.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openkb.model import FileFailure, ScanEntry, Skipped
+from openkb.prepare.sniff import is_supported
+
+SCAN_PROGRESS_EVERY = 1000
+
+
+@dataclass
+class ScanResult:
+    entries: list[ScanEntry] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[FileFailure] = field(default_factory=list)
+
+
+def scan_inputs(
+    inputs: list[str],
+    *,
+    kb_root: Path,
+    follow_symlinks: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> ScanResult:
+    result = ScanResult()
+    seen_files: set[tuple[int, int]] = set()
+    kb_real = os.path.realpath(kb_root)
+
+    def add_file(path: str, display: str, st: os.stat_result) -> None:
+        key = (st.st_dev, st.st_ino)
+        if key in seen_files:
+            return  # named twice (overlapping inputs, hard links): one entry
+        seen_files.add(key)
+        if not is_supported(path):
+            result.skipped.append(Skipped(display, "unsupported"))
+            return
+        result.entries.append(ScanEntry(len(result.entries), os.path.abspath(path), display,
+                                        st.st_size, st.st_mtime_ns))
+        if on_progress is not None and len(result.entries) % SCAN_PROGRESS_EVERY == 0:
+            on_progress(len(result.entries))
+
+    for arg in inputs:
+        try:
+            st = os.stat(arg)
+        except OSError as exc:
+            result.failed.append(FileFailure(-1, arg, f"cannot read: {exc.strerror}"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _walk(arg, kb_real, follow_symlinks, add_file, result)
+        elif stat.S_ISREG(st.st_mode):
+            add_file(arg, arg, st)
+        else:
+            result.skipped.append(Skipped(arg, "special"))
+    if on_progress is not None:
+        on_progress(len(result.entries))
+    return result
+
+
+def _walk(top: str, kb_real: str, follow_symlinks: bool,
+          add_file: Callable[[str, str, os.stat_result], None], result: ScanResult) -> None:
+    top_real = os.path.realpath(top)
+    if _inside(top_real, kb_real):
+        result.skipped.append(Skipped(top, "hidden", "the knowledge base itself"))
+        return
+    visited_dirs = {_dir_key(top)}
+    # Depth-first, children in sorted order: a stack of iterators would do,
+    # but a stack of pending paths (pushed in reverse) keeps it simple.
+    stack: list[str] = [top]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                children = sorted(it, key=lambda e: os.fsencode(e.name))
+        except OSError as exc:
+            result.failed.append(FileFailure(-1, directory, f"cannot list: {exc.strerror}"))
+            continue
+        subdirs: list[str] = []
+        for entry in children:
+            path = entry.path
+            if entry.name.startswith("."):
+                result.skipped.append(Skipped(path, "hidden"))
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    if not follow_symlinks:
+                        result.skipped.append(Skipped(path, "symlink"))
+                        continue
+                    real = os.path.realpath(path)
+                    if not _inside(real, top_real) or _inside(real, kb_real):
+                        result.skipped.append(Skipped(path, "symlink", "points outside the input"))
+                        continue
+                    st = os.stat(path)
+            except OSError as exc:
+                result.failed.append(FileFailure(-1, path, f"cannot read: {exc.strerror}"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in visited_dirs:
+                    result.skipped.append(Skipped(path, "symlink", "directory loop"))
+                    continue
+                visited_dirs.add(key)
+                if _inside(os.path.realpath(path), kb_real):
+                    continue
+                subdirs.append(path)
+            elif stat.S_ISREG(st.st_mode):
+                add_file(path, path, st)
+            else:
+                result.skipped.append(Skipped(path, "special"))
+        stack.extend(reversed(subdirs))
+
+
+def _dir_key(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

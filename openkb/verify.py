@@ -1,0 +1,260 @@
+"""`openkb verify [--repair]`: check every invariant of a KB, and mend what its
+own data allows.
+
+Invariants:
+
+- SQLite ``integrity_check`` and the FTS5 integrity check pass;
+- no journal is pending, no staging, backup or temp file is left over;
+- every registry row has its raw, source and summary files, with the hashes
+  the registry recorded, and at least one chunk in the index;
+- no file in ``raw/``, ``wiki/sources`` or ``wiki/summaries`` lacks a row,
+  and no chunk lacks a document;
+- concept pages, ``index.md`` and every summary are byte for byte what
+  :mod:`openkb.pages` renders from the registry; term counts match.
+
+Repair never deletes an original: orphaned files move to
+``.openkb/quarantine/<time>/``; pages are re-rendered by a journaled
+recompile; the index is rebuilt from ``wiki/sources``; a document whose
+source is lost is re-converted from its raw file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openkb import fsio, pages
+from openkb.commit import ChangeSet, Removal, commit_changes
+from openkb.commit.journal import pending_journal_paths
+from openkb.config import load_config
+from openkb.layout import KBLayout
+from openkb.lock import run_owner_alive
+from openkb.model import PrepareTask
+from openkb.prepare.chunk import chunk_markdown
+from openkb.prepare.stage import PrepareLimits, prepare_file
+from openkb.progress import Progress
+from openkb.registry import Registry
+
+
+@dataclass
+class Problem:
+    code: str
+    path: str
+    message: str
+    repaired: bool = False
+
+
+@dataclass
+class VerifyReport:
+    problems: list[Problem] = field(default_factory=list)
+    documents: int = 0
+    concepts: int = 0
+    files_checked: int = 0
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(p.repaired for p in self.problems)
+
+    def add(self, code: str, path: str, message: str) -> None:
+        self.problems.append(Problem(code, path, message))
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check(layout: KBLayout, registry: Registry) -> VerifyReport:
+    report = VerifyReport()
+    for problem in registry.integrity_problems():
+        report.add("sqlite", ".openkb/kb.sqlite", problem)
+    _check_leftovers(layout, report)
+    rows = registry.documents()
+    report.documents = len(rows)
+    expected_files: dict[str, set[str]] = {"raw": set(), "wiki/sources": set(),
+                                           "wiki/summaries": set()}
+    chunk_counts = dict(registry.conn.execute("SELECT doc, count(*) FROM chunks GROUP BY doc"))
+    for row in rows:
+        raw_rel = layout.raw_rel(row.name, row.ext)
+        expected_files["raw"].add(Path(raw_rel).name)
+        expected_files["wiki/sources"].add(f"{row.name}.md")
+        expected_files["wiki/summaries"].add(f"{row.name}.md")
+        summary = pages.render_summary(row.name, row.ext, row.bytes, row.info).encode("utf-8")
+        for rel, want, code in (
+            (raw_rel, row.sha256, "raw"),
+            (layout.source_rel(row.name), row.source_sha256, "source"),
+            (layout.summary_rel(row.name), row.summary_sha256, "summary"),
+        ):
+            path = layout.root / rel
+            report.files_checked += 1
+            if not path.is_file():
+                report.add(f"missing-{code}", rel, f"{row.name}: {code} file is missing")
+            elif _sha256_file(path) != want:
+                report.add(f"changed-{code}", rel, f"{row.name}: {code} file does not match the "
+                           "registry's hash")
+            elif code == "summary" and path.read_bytes() != summary:
+                report.add("stale-summary", rel, f"{row.name}: summary differs from its rendering")
+        if not chunk_counts.get(row.name):
+            report.add("index", row.name, f"{row.name}: no chunks in the search index")
+    names = {row.name for row in rows}
+    for doc in chunk_counts:
+        if doc not in names:
+            report.add("index", doc, f"chunks in the index for unknown document {doc!r}")
+    fts_rows = registry.conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+    chunk_rows = sum(chunk_counts.values())
+    if fts_rows != chunk_rows:
+        report.add("index", "chunks_fts", f"{fts_rows} FTS rows for {chunk_rows} chunks")
+    for area, wanted in expected_files.items():
+        for entry in _entries(layout.root / area):
+            report.files_checked += 1
+            if entry not in wanted and not fsio.is_tmp_name(entry):
+                report.add("orphan", f"{area}/{entry}", "file has no registry row")
+    _check_pages(layout, registry, report)
+    return report
+
+
+def _check_leftovers(layout: KBLayout, report: VerifyReport) -> None:
+    for path in pending_journal_paths(layout):
+        report.add("journal", layout.rel(path), "a transaction was left unfinished "
+                   "(the next openkb command, or `openkb recover`, finishes it)")
+    for entry in _entries(layout.journal_dir):
+        if not entry.endswith(".json"):
+            report.add("leftover", f".openkb/journal/{entry}", "backup or temp file left over")
+    for entry in _entries(layout.staging_dir):
+        if not run_owner_alive(entry):
+            report.add("leftover", f".openkb/staging/{entry}", "staging of a finished run")
+    for area in ("raw", "wiki", "wiki/sources", "wiki/summaries", "wiki/concepts"):
+        for entry in _entries(layout.root / area):
+            if fsio.is_tmp_name(entry):
+                report.add("leftover", f"{area}/{entry}", "temp file left by a crash")
+
+
+def _check_pages(layout: KBLayout, registry: Registry, report: VerifyReport) -> None:
+    concepts = registry.concepts()
+    report.concepts = len(concepts)
+    actual_counts = dict(registry.conn.execute(
+        "SELECT term, count(*) FROM doc_terms GROUP BY term"))
+    stored_counts = dict(registry.conn.execute("SELECT term, doc_count FROM terms"))
+    if actual_counts != stored_counts:
+        report.add("terms", "terms", "term counts do not match the documents' key terms")
+    wanted = set()
+    for term, _ in concepts:
+        rel = layout.concept_rel(pages.concept_slug(term))
+        wanted.add(Path(rel).name)
+        path = layout.root / rel
+        report.files_checked += 1
+        content = pages.render_concept(term, registry.term_docs(term)).encode("utf-8")
+        if not path.is_file():
+            report.add("concept", rel, f"concept page for {term!r} is missing")
+        elif path.read_bytes() != content:
+            report.add("concept", rel, f"concept page for {term!r} is out of date")
+    for entry in _entries(layout.concepts_dir):
+        if entry not in wanted and not fsio.is_tmp_name(entry):
+            report.add("concept", f"wiki/concepts/{entry}", "concept page with no concept")
+    index = pages.render_index(registry.catalog(), concepts).encode("utf-8")
+    if not layout.index_md.is_file() or layout.index_md.read_bytes() != index:
+        report.add("index-md", layout.INDEX_REL, "index.md does not match the registry")
+    if not layout.log_md.is_file():
+        report.add("log", layout.LOG_REL, "log.md is missing")
+
+
+def _entries(directory: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(directory) if not e.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+# -- repair -------------------------------------------------------------------
+
+
+def verify_kb(layout: KBLayout, registry: Registry, progress: Progress, *,
+              repair: bool = False) -> VerifyReport:
+    with progress.span("verify", "verify"):
+        report = check(layout, registry)
+    if not repair or report.ok:
+        return report
+    with progress.span("repair", "repair"):
+        _repair(layout, registry, progress, report)
+        after = check(layout, registry)
+    after.repaired = True
+    remaining = {(p.code, p.path) for p in after.problems}
+    for problem in report.problems:
+        problem.repaired = (problem.code, problem.path) not in remaining
+    # Report what was found, what got fixed, and anything still wrong.
+    found = {(p.code, p.path) for p in report.problems}
+    after.problems = report.problems + [p for p in after.problems
+                                        if (p.code, p.path) not in found]
+    return after
+
+
+def _repair(layout: KBLayout, registry: Registry, progress: Progress,
+            report: VerifyReport) -> None:
+    codes = {p.code for p in report.problems}
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for problem in report.problems:
+        if problem.code in ("orphan", "leftover"):
+            _quarantine(layout, problem.path, stamp)
+    if "terms" in codes:
+        with registry.write_transaction() as writer:
+            writer.recount_terms()
+            writer.commit()
+    if codes & {"index", "sqlite"}:
+        _rebuild_index(layout, registry)
+    lost_sources = [p.path for p in report.problems
+                    if p.code in ("missing-source", "changed-source")]
+    for rel in lost_sources:
+        _reconvert(layout, registry, progress, Path(rel).stem)
+    if codes & {"concept", "index-md", "stale-summary", "missing-summary", "changed-summary",
+                "terms"} or lost_sources:
+        commit_changes(layout, registry, ChangeSet(op="recompile", recompile=True), progress)
+
+
+def _quarantine(layout: KBLayout, rel: str, stamp: str) -> None:
+    source = layout.resolve(rel)
+    if not os.path.lexists(source):
+        return
+    target = layout.quarantine_dir / stamp / rel
+    fsio.makedirs(target.parent)
+    fsio.replace(source, target)
+
+
+def _rebuild_index(layout: KBLayout, registry: Registry) -> None:
+    """Rebuild chunks and the FTS5 table from wiki/sources, in one transaction."""
+    chunk_chars = load_config(layout.config_path).chunk_chars
+    with registry.write_transaction() as writer:
+        writer.reset_index()
+        for row in registry.documents():
+            path = layout.root / layout.source_rel(row.name)
+            if path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                writer.insert_chunks(row.name, chunk_markdown(text, chunk_chars))
+        writer.commit()
+
+
+def _reconvert(layout: KBLayout, registry: Registry, progress: Progress, name: str) -> None:
+    """Prepare a document again from its raw file and commit it as an update."""
+    row = registry.document(name)
+    if row is None:
+        return
+    raw = layout.root / layout.raw_rel(row.name, row.ext)
+    if not raw.is_file() or _sha256_file(raw) != row.sha256:
+        return  # the original is gone too: reported, not repairable
+    config = load_config(layout.config_path)
+    staging = layout.staging_dir / progress.run_id / f"repair-{name}"
+    task = PrepareTask(seq=0, path=str(raw), display=layout.rel(raw), sha256=row.sha256,
+                       size=row.bytes, name=row.name, kind=row.kind, ext=row.ext,
+                       staging_dir=str(staging), replaces=row.name)
+    doc = prepare_file(task, PrepareLimits(config.max_file_mb * 1048576, config.chunk_chars,
+                                           config.key_terms_per_doc))
+    doc.origin = row.origin
+    commit_changes(layout, registry, ChangeSet(op="repair", added=[doc],
+                                               removed=[Removal(row.name)]),
+                   progress, staging_dirs=[layout.rel(staging)])

@@ -1,0 +1,199 @@
+"""Crash safety, shown by killing real processes at every crash point.
+
+For each point: SIGKILL an `openkb add` (or `remove`) there, run some other
+command (which must finish the transaction), check `openkb verify`, check
+that each document is wholly present or wholly absent, then re-run the
+command and compare the KB with one built without a crash.
+
+``OPENKB_POWERLOSS=1`` runs the same enumeration under the power-loss
+model (see openkb/powerloss.py): at the crash point every change that was
+not fsynced is dropped first. A kill -9 alone cannot catch a missing fsync.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import markdown_doc, run_openkb, write_tree
+
+from openkb.crashpoints import CRASHPOINTS
+
+pytestmark = [pytest.mark.heavy, pytest.mark.xdist_group("crash")]
+
+COMMIT_POINTS = [p for p in CRASHPOINTS if not p.startswith(("rollback.", "recovery."))]
+# Read-only or idempotent, so the KB can be compared with a crash-free one.
+# A mutating next command is covered by test_next_add_after_a_crash.
+NEXT_COMMANDS = (["list", "--json"], ["status"], ["search", "apples"], ["recover"],
+                 ["remove", "--dry-run", "base-one"], ["show", "base-two"])
+
+
+def _inputs(root: Path) -> tuple[Path, Path, Path]:
+    base = write_tree(root / "base", {
+        "base-one.md": markdown_doc("Base one", "apples", "shared topic"),
+        "base-two.md": markdown_doc("Base two", "pears", "shared topic"),
+    })
+    new = write_tree(root / "new", {
+        "new-one.md": markdown_doc("New one", "apples", "shared topic", "cherries"),
+        "new-two.txt": "New two\n\nplain text about pears and pears and cherries, cherries.\n",
+    })
+    extra = write_tree(root / "extra", {"extra.md": markdown_doc("Extra", "bananas")})
+    return base, new, extra
+
+
+def _openkb(kb: Path, *args: str, env: dict[str, str] | None = None):
+    return run_openkb("--kb", str(kb), "--quiet", *args, env=env)
+
+
+def _docs(kb: Path) -> set[str]:
+    result = _openkb(kb, "list", "--json")
+    assert result.returncode == 0, result.stderr
+    return {d["name"] for d in json.loads(result.stdout)}
+
+
+def _hash(kb: Path) -> str:
+    result = _openkb(kb, "debug", "tree-hash")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _verify(kb: Path) -> None:
+    result = _openkb(kb, "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Inputs, a KB template holding the base docs, and reference hashes."""
+    root = tmp_path_factory.mktemp("crash")
+    base, new, extra = _inputs(root)
+    template = root / "template"
+    assert run_openkb("init", str(template)).returncode == 0
+    assert _openkb(template, "add", str(base)).returncode == 0
+    after_add = root / "after-add"
+    shutil.copytree(template, after_add)
+    assert _openkb(after_add, "add", str(new)).returncode == 0
+    after_remove = root / "after-remove"
+    shutil.copytree(after_add, after_remove)
+    assert _openkb(after_remove, "remove", "base-one", "new-two").returncode == 0
+    return {"template": template, "new": new, "extra": extra,
+            "add_hash": _hash(after_add), "remove_hash": _hash(after_remove),
+            "after_add": after_add}
+
+
+def _next_command(i: int) -> list[str]:
+    return NEXT_COMMANDS[i % len(NEXT_COMMANDS)]
+
+
+def _crash_then_recover(kb: Path, command: list[str], point: str, env: dict[str, str],
+                        next_command: list[str]) -> bool:
+    """Run ``command`` crashing at ``point``; run ``next_command``; return
+    whether the crash happened."""
+    crashed = _openkb(kb, *command, env={"OPENKB_CRASH_AT": point, **env})
+    assert crashed.returncode in (-9, 0), crashed.stderr
+    following = _openkb(kb, *next_command)
+    assert following.returncode in (0, 1), following.stderr
+    return crashed.returncode == -9
+
+
+MODES = {"kill": {}, "powerloss": {"OPENKB_POWERLOSS": "1"}}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("point", COMMIT_POINTS)
+def test_add_crash_at_every_point(world: dict, tmp_path: Path, point: str, mode: str) -> None:
+    kb = tmp_path / "kb"
+    shutil.copytree(world["template"], kb)
+    i = COMMIT_POINTS.index(point)
+    crashed = _crash_then_recover(kb, ["add", "--jobs", "1", str(world["new"])], point,
+                                  MODES[mode], _next_command(i))
+    assert crashed, f"{point} was never reached by add"
+    _verify(kb)
+    # One transaction for both new documents (a group): both or neither.
+    assert _docs(kb) in ({"base-one", "base-two"},
+                         {"base-one", "base-two", "new-one", "new-two"})
+    rerun = _openkb(kb, "add", "--jobs", "1", str(world["new"]))
+    assert rerun.returncode == 0, rerun.stderr
+    _verify(kb)
+    assert _hash(kb) == world["add_hash"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("point", COMMIT_POINTS)
+def test_remove_crash_at_every_point(world: dict, tmp_path: Path, point: str, mode: str) -> None:
+    kb = tmp_path / "kb"
+    shutil.copytree(world["after_add"], kb)
+    i = COMMIT_POINTS.index(point)
+    crashed = _crash_then_recover(kb, ["remove", "base-one", "new-two"], point, MODES[mode],
+                                  _next_command(i + 1))
+    assert crashed, f"{point} was never reached by remove"
+    _verify(kb)
+    docs = _docs(kb)
+    assert docs in ({"base-two", "new-one"}, {"base-one", "base-two", "new-one", "new-two"}), docs
+    if "base-one" in docs:
+        assert _openkb(kb, "remove", "base-one", "new-two").returncode == 0
+    _verify(kb)
+    assert _hash(kb) == world["remove_hash"]
+
+
+@pytest.mark.parametrize("point", ["publish.file:2", "compile.after", "registry_write.after"])
+def test_next_add_after_a_crash(world: dict, tmp_path: Path, point: str) -> None:
+    """A writing command is a "next command" too: it recovers, then does its job."""
+    kb = tmp_path / "kb"
+    shutil.copytree(world["template"], kb)
+    crashed = _openkb(kb, "add", str(world["new"]), env={"OPENKB_CRASH_AT": point})
+    assert crashed.returncode == -9
+    assert _openkb(kb, "add", str(world["extra"])).returncode == 0
+    _verify(kb)
+    assert "extra" in _docs(kb)
+
+
+RECOVERY_POINTS = ["recovery.before", "recovery.journal", "recovery.after", "rollback.before",
+                   "rollback.action:1", "rollback.action:3", "rollback.action:6",
+                   "rollback.after"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("first", ["compile.after", "registry_write.after"])
+@pytest.mark.parametrize("point", RECOVERY_POINTS)
+def test_crash_inside_recovery(world: dict, tmp_path: Path, first: str, point: str,
+                               mode: str) -> None:
+    kb = tmp_path / "kb"
+    shutil.copytree(world["template"], kb)
+    assert _openkb(kb, "add", "--jobs", "1", str(world["new"]),
+                   env={"OPENKB_CRASH_AT": first}).returncode == -9
+    recovering = _openkb(kb, "recover", env={"OPENKB_CRASH_AT": point, **MODES[mode]})
+    # Rolling forward (the commit point had passed) never reaches rollback.*.
+    assert recovering.returncode in (-9, 0), recovering.stderr
+    assert _openkb(kb, "list").returncode == 0
+    _verify(kb)
+    assert _openkb(kb, "add", "--jobs", "1", str(world["new"])).returncode == 0
+    _verify(kb)
+    assert _hash(kb) == world["add_hash"]
+
+
+def test_a_journal_naming_a_path_outside_the_kb_is_refused(world: dict, tmp_path: Path) -> None:
+    kb = tmp_path / "kb"
+    shutil.copytree(world["template"], kb)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    journal = kb / ".openkb" / "journal" / "0000000000000001abcdef01.json"
+    journal.write_text(json.dumps({
+        "version": 1, "txid": "0000000000000001abcdef01", "status": "active", "op": "add",
+        "docs": ["x"], "created": "", "pid": 1, "staging": [],
+        "actions": [{"kind": "publish", "target": "../victim.txt",
+                     "staged": ".openkb/staging/x/raw.md"}],
+    }))
+    before = _hash(kb)
+    added = _openkb(kb, "add", str(world["extra"]))
+    assert added.returncode != 0
+    assert "refusing journal" in added.stderr and "outside" in added.stderr
+    assert victim.read_text() == "precious"
+    assert journal.exists()
+    assert _openkb(kb, "recover").returncode != 0
+    assert _openkb(kb, "list").returncode == 0  # reads still work
+    assert victim.read_text() == "precious"
+    journal.unlink()
+    assert _hash(kb) == before

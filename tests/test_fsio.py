@@ -1,0 +1,119 @@
+"""The I/O layer: atomic writes, fault injection, and the power-loss model."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from openkb import fsio
+from openkb.powerloss import DurabilityTracker
+
+
+def test_write_atomic_replaces_whole_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "page.md"
+    target.write_text("old")
+    fsio.write_atomic(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["page.md"]
+
+
+@pytest.mark.parametrize("op", ["open", "write", "fsync", "replace"])
+def test_a_failed_atomic_write_leaves_the_old_file(tmp_path: Path, op: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "page.md"
+    target.write_text("old")
+    monkeypatch.setenv("OPENKB_FAULT", f"{op}:ENOSPC")
+    fsio.configure_from_env()
+    with pytest.raises(OSError) as caught:
+        fsio.write_atomic(target, b"new")
+    assert caught.value.errno == errno.ENOSPC
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["page.md"]
+
+
+def test_fault_fires_on_the_nth_call_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENKB_FAULT", "fsync:EIO:3")
+    fsio.configure_from_env()
+    fsio.write_atomic(tmp_path / "a", b"1")  # fsync 1 (file) and 2 (dir)
+    with pytest.raises(OSError) as caught:
+        fsio.write_atomic(tmp_path / "b", b"2")
+    assert caught.value.errno == errno.EIO
+    fsio.write_atomic(tmp_path / "c", b"3")
+
+
+@pytest.mark.parametrize("spec", ["nosuchop:EIO", "write:ENOTANERRNO", "write"])
+def test_bad_fault_specs_are_rejected(spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENKB_FAULT", spec)
+    with pytest.raises(ValueError):
+        fsio.configure_from_env()
+
+
+def test_append_returns_the_old_size_for_rollback(tmp_path: Path) -> None:
+    log = tmp_path / "log.md"
+    log.write_text("# Log\n")
+    assert fsio.append(log, b"- line\n") == 6
+    fsio.truncate(log, 6)
+    assert log.read_text() == "# Log\n"
+
+
+class TestPowerLossModel:
+    """The tracker keeps exactly what was fsynced, file data and dir entries."""
+
+    def test_unsynced_rename_is_undone(self, tmp_path: Path) -> None:
+        tracker = DurabilityTracker()
+        src, dst = tmp_path / "staged", tmp_path / "live"
+        src.write_bytes(b"data")
+        dst.write_bytes(b"old")
+        tracker.before_entry_change(src)
+        tracker.before_entry_change(dst)
+        os.replace(src, dst)
+        tracker.drop_unsynced()
+        assert src.read_bytes() == b"data" and dst.read_bytes() == b"old"
+
+    def test_synced_rename_survives(self, tmp_path: Path) -> None:
+        tracker = DurabilityTracker()
+        src, dst = tmp_path / "staged", tmp_path / "live"
+        src.write_bytes(b"data")
+        tracker.before_entry_change(src)
+        tracker.before_entry_change(dst)
+        os.replace(src, dst)
+        tracker.dir_synced(tmp_path)
+        tracker.drop_unsynced()
+        assert not src.exists() and dst.read_bytes() == b"data"
+
+    def test_new_file_without_fsync_loses_its_data(self, tmp_path: Path) -> None:
+        tracker = DurabilityTracker()
+        new = tmp_path / "new"
+        tracker.before_entry_change(new)
+        new.write_bytes(b"unsynced")
+        tracker.file_created(new)
+        tracker.dir_synced(tmp_path)  # the name is durable, the data is not
+        tracker.drop_unsynced()
+        assert new.read_bytes() == b""
+
+    def test_unsynced_append_is_dropped(self, tmp_path: Path) -> None:
+        tracker = DurabilityTracker()
+        log = tmp_path / "log"
+        log.write_bytes(b"head\n")
+        tracker.before_content_change(log)
+        with open(log, "ab") as out:
+            out.write(b"tail\n")
+        tracker.drop_unsynced()
+        assert log.read_bytes() == b"head\n"
+
+    def test_fsio_under_the_model_keeps_atomic_writes(self, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OPENKB_POWERLOSS", "1")
+        fsio.configure_from_env()
+        target = tmp_path / "page"
+        target.write_bytes(b"old")
+        fsio.write_atomic(target, b"new")
+        fsio.simulate_power_loss_if_enabled()
+        assert target.read_bytes() == b"new"
+        unsynced = tmp_path / "other"
+        fsio.write_atomic(unsynced, b"x", durable=False)
+        fsio.simulate_power_loss_if_enabled()
+        assert not unsynced.exists()
