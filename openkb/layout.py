@@ -138,7 +138,7 @@ class KBLayout:
             raise UnsafePath(f"refusing empty or malformed path {rel!r}")
         pure = PurePosixPath(rel)
         if pure.is_absolute() or ".." in pure.parts or rel != pure.as_posix():
-            raise UnsafePath(f"refusing path {rel!r}: not a plain path inside the KB")
+            raise UnsafePath(f"refusing path {rel!r}: it leads outside the KB")
         if areas is not None and not any(
             rel == area or rel.startswith(area + "/") for area in areas
         ):

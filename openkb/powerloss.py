@@ -86,8 +86,10 @@ class DurabilityTracker:
         for child in self._by_parent.get(os.fspath(path), ()):
             state = self._current(child)
             self._entry[child] = state
-            if isinstance(state, tuple) and state is not _DIR:
-                self._content.setdefault(state, b"")
+            if isinstance(state, tuple) and state is not _DIR and state not in self._content:
+                # An inode fsio did not create (a hard link to an existing
+                # file, a worker's fsynced staging file): durable as found.
+                self._content[state] = Path(child).read_bytes()
 
     # -- the power cut ---------------------------------------------------
     def drop_unsynced(self) -> None:

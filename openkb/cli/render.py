@@ -63,8 +63,15 @@ def documents_table(rows: list[DocumentRow]) -> Table:
 
 
 def render_hit_snippet(snippet: str) -> str:
-    text = safe(" ".join(snippet.split()))
-    return text.replace(HIT_START, "[bold yellow]").replace(HIT_END, "[/]")
+    """Matches in bold; everything else escaped (the markers are control
+    characters, so they must be swapped before escaping)."""
+    parts = []
+    for i, piece in enumerate(" ".join(snippet.split()).split(HIT_START)):
+        hit, _, rest = piece.partition(HIT_END) if i else ("", "", piece)
+        if hit:
+            parts.append(f"[bold yellow]{safe(hit)}[/]")
+        parts.append(safe(rest))
+    return "".join(parts)
 
 
 def hit_json(hit: SearchHit) -> dict[str, Any]:
