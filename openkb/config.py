@@ -18,7 +18,8 @@ class Config:
     worker_memory_mb: int = 2048
     max_file_mb: int = 256
     commit_group_size: int = 16
-    prepare_buffer: int | None = None  # None: as many as jobs
+    prepare_buffer: int = 1024  # prepared-but-uncommitted files beyond one per worker
+    prepare_buffer_mb: int = 512  # ... and their input bytes
     follow_symlinks: bool = False
     lock_timeout_s: float | None = None  # None: wait as long as it takes
     key_terms_per_doc: int = 10
@@ -35,8 +36,8 @@ class Config:
 
 
 _POSITIVE_INT = {"worker_memory_mb", "max_file_mb", "commit_group_size", "key_terms_per_doc",
-                 "chunk_chars"}
-_OPTIONAL_POSITIVE_INT = {"file_processing_jobs", "prepare_buffer"}
+                 "chunk_chars", "prepare_buffer", "prepare_buffer_mb"}
+_OPTIONAL_POSITIVE_INT = {"file_processing_jobs"}
 _POSITIVE_FLOAT = {"convert_timeout_s"}
 _OPTIONAL_POSITIVE_FLOAT = {"lock_timeout_s"}
 

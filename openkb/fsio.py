@@ -344,7 +344,10 @@ def remove_tree(path: Path, *, sync: bool = True) -> None:
     if _tracker is not None:
         _tracker.before_tree_removal(path)
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        try:
+            os.rmdir(path)  # the common case after publish: nothing left inside
+        except OSError:
+            shutil.rmtree(path)
     else:
         os.unlink(path)
     if sync:

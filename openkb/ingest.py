@@ -46,6 +46,8 @@ from openkb.scan import scan_inputs
 log = logging.getLogger("openkb.timing")
 
 HEARTBEAT_S = 10.0
+# A prepared document waits at most this long for its commit group to fill.
+MAX_GROUP_WAIT_S = 0.5
 
 
 class CancelToken:
@@ -186,12 +188,21 @@ class _AddRun:
         assert preparer is not None
         tasks = prefilter(entries, self.reservations, registry, self.staging_root,
                           self.config.max_file_mb * 1048576)
-        window = self.jobs + (self.config.prepare_buffer or self.jobs)
+        # Commits go in scan order, so a slow file at the head holds back
+        # everything after it; a deep window keeps the other workers busy
+        # meanwhile. It is bounded by count and by bytes, so memory is too.
+        window = self.jobs + self.config.prepare_buffer
+        window_bytes = self.config.prepare_buffer_mb * 1048576
+        pending_bytes = 0
+        sizes: dict[int, int] = {}
         pending: deque[int] = deque()  # submitted, not yet committed, in scan order
         finished: dict[int, Finished] = {}
         exhausted = False
+        ready_since: float | None = None
         while not self.cancel.stop_requested:
-            while not exhausted and preparer.free_slots() > 0 and len(pending) < window:
+            self._collect(preparer, finished, timeout=0)
+            while (not exhausted and preparer.free_slots() > 0 and len(pending) < window
+                   and (pending_bytes < window_bytes or not pending)):
                 item = next(tasks, None)
                 if item is None:
                     exhausted = True
@@ -209,18 +220,28 @@ class _AddRun:
                                        outcome="update" if outcome.replaces else "new")
                     preparer.submit(outcome)
                     pending.append(entry.seq)
+                    sizes[entry.seq] = entry.size
+                    pending_bytes += entry.size
             if exhausted and not pending:
                 break
-            head_ready = bool(pending) and pending[0] in finished
-            for done in preparer.collect(timeout=0 if head_ready else 0.2):
-                finished[done.result.seq] = done
-                self.progress.add_busy("prepare", done.dur_ms)
-                self.counts.prepared += 1
-                self.last_progress = time.monotonic()
+            ready = _ready_prefix(pending, finished, self.config.commit_group_size)
+            now = time.monotonic()
+            if ready and ready_since is None:
+                ready_since = now
+            commit_now = ready and (
+                ready >= self.config.commit_group_size
+                or (exhausted and ready == len(pending))  # nothing else is coming
+                or len(pending) >= window or pending_bytes >= window_bytes  # window full
+                or now - ready_since >= MAX_GROUP_WAIT_S)  # bound commit latency
+            if not commit_now:
+                self._collect(preparer, finished, timeout=0.05 if ready else 0.2)
+                continue
+            ready_since = None
             group: list[PreparedDocument] = []
-            while (pending and pending[0] in finished
-                   and len(group) < self.config.commit_group_size):
-                result = finished.pop(pending.popleft()).result
+            for _ in range(ready):
+                seq = pending.popleft()
+                pending_bytes -= sizes.pop(seq)
+                result = finished.pop(seq).result
                 if isinstance(result, FileFailure):
                     self._fail(result)
                 else:
@@ -230,6 +251,14 @@ class _AddRun:
                 self._commit_group(group)
         if self.cancel.stop_requested:
             self.report.interrupted = True
+
+    def _collect(self, preparer: WorkerPool | InProcessPreparer,
+                 finished: dict[int, Finished], timeout: float) -> None:
+        for done in preparer.collect(timeout=timeout):
+            finished[done.result.seq] = done
+            self.progress.add_busy("prepare", done.dur_ms)
+            self.counts.prepared += 1
+            self.last_progress = time.monotonic()
 
     # -- committing ----------------------------------------------------------
     def _commit_group(self, group: list[PreparedDocument]) -> None:
@@ -353,3 +382,13 @@ class _AddRun:
         )
 
 
+
+
+def _ready_prefix(pending: deque[int], finished: dict[int, Finished], limit: int) -> int:
+    """How many documents at the head of the scan order are prepared (or failed)."""
+    count = 0
+    for seq in pending:
+        if count == limit or seq not in finished:
+            break
+        count += 1
+    return count

@@ -34,6 +34,7 @@ from openkb.layout import KBLayout
 from openkb.lock import run_owner_alive
 from openkb.model import PrepareTask
 from openkb.prepare.chunk import chunk_markdown
+from openkb.prepare.convert_markdown import heading_lines
 from openkb.prepare.stage import PrepareLimits, prepare_file
 from openkb.progress import Progress
 from openkb.registry import Registry
@@ -235,7 +236,8 @@ def _rebuild_index(layout: KBLayout, registry: Registry) -> None:
             path = layout.root / layout.source_rel(row.name)
             if path.is_file():
                 text = path.read_text(encoding="utf-8", errors="replace")
-                writer.insert_chunks(row.name, chunk_markdown(text, chunk_chars))
+                headings = heading_lines(text) if row.kind == "markdown" else None
+                writer.insert_chunks(row.name, chunk_markdown(text, chunk_chars, headings))
         writer.commit()
 
 

@@ -1,7 +1,8 @@
 """Markdown into search chunks: one per section, split further when long.
 
-Sections start at ATX headings outside fenced code; a chunk's heading is the
-path of headings above it ("Intro › Background"). Long sections split at
+Sections start at headings (as markdown-it-py found them, for user Markdown;
+ATX headings outside fenced code, for Markdown openkb wrote); a chunk's
+heading is the path of headings above it ("Intro › Background"). Long sections split at
 blank lines, long paragraphs at whitespace, so no chunk exceeds
 ``max_chars``. Linear in the input, and deterministic.
 """
@@ -18,18 +19,11 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 PATH_SEPARATOR = " › "
 
 
-def _sections(markdown: str) -> list[tuple[str, str]]:
-    """(heading path, body) in document order."""
-    sections: list[tuple[str, str]] = []
-    path: list[tuple[int, str]] = []
-    body: list[str] = []
+def _atx_headings(lines: list[str]) -> list[tuple[int, int, int, str]]:
+    """ATX headings outside fenced code: enough for Markdown openkb wrote."""
+    found = []
     fence: str | None = None
-
-    def close() -> None:
-        sections.append((PATH_SEPARATOR.join(t for _, t in path), "\n".join(body)))
-        body.clear()
-
-    for line in markdown.split("\n"):
+    for number, line in enumerate(lines):
         fence_match = _FENCE.match(line)
         if fence_match:
             marker = fence_match.group(1)
@@ -37,19 +31,29 @@ def _sections(markdown: str) -> list[tuple[str, str]]:
                 fence = marker[0] * 3
             elif marker.startswith(fence):
                 fence = None
-            body.append(line)
             continue
         heading = None if fence is not None else _HEADING.match(line)
         if heading:
-            close()
-            level = len(heading.group(1))
-            title = " ".join((heading.group(2) or "").split())[:200]
-            while path and path[-1][0] >= level:
-                path.pop()
-            path.append((level, title))
-            continue
-        body.append(line)
-    close()
+            found.append((number, number + 1, len(heading.group(1)),
+                          " ".join((heading.group(2) or "").split())))
+    return found
+
+
+def _sections(markdown: str,
+              heading_lines: list[tuple[int, int, int, str]] | None) -> list[tuple[str, str]]:
+    """(heading path, body) in document order."""
+    lines = markdown.split("\n")
+    headings = heading_lines if heading_lines is not None else _atx_headings(lines)
+    sections: list[tuple[str, str]] = []
+    path: list[tuple[int, str]] = []
+    start = 0
+    for first, after, level, title in headings:
+        sections.append((PATH_SEPARATOR.join(t for _, t in path), "\n".join(lines[start:first])))
+        while path and path[-1][0] >= level:
+            path.pop()
+        path.append((level, title[:200]))
+        start = after
+    sections.append((PATH_SEPARATOR.join(t for _, t in path), "\n".join(lines[start:])))
     return sections
 
 
@@ -71,9 +75,12 @@ def _split_long(text: str, max_chars: int) -> list[str]:
     return pieces
 
 
-def chunk_markdown(markdown: str, max_chars: int) -> list[Chunk]:
+def chunk_markdown(markdown: str, max_chars: int,
+                   heading_lines: list[tuple[int, int, int, str]] | None = None) -> list[Chunk]:
+    """Chunks of ``markdown``; ``heading_lines`` as in
+    :class:`openkb.prepare.converted.Converted` (None: find ATX headings)."""
     chunks: list[Chunk] = []
-    for heading, body in _sections(markdown):
+    for heading, body in _sections(markdown, heading_lines):
         first = len(chunks)
         current = ""
         for paragraph in _PARAGRAPH_BREAK.split(body):

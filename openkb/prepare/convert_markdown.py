@@ -41,19 +41,22 @@ def front_matter_title(text: str) -> str | None:
     return value or None
 
 
-def convert_markdown(text: str) -> Converted:
-    title = front_matter_title(text)
-    body_start = 0
+def heading_lines(text: str) -> list[tuple[int, int, int, str]]:
+    """(first line, line after, level, plain text) of every heading, 0-based,
+    front matter skipped. A setext heading spans two lines."""
     match = _FRONT_MATTER.match(text[:MAX_FRONT_MATTER])
-    if match:
-        body_start = match.end()
-    tokens = _PARSER.parse(text[body_start:])
-    outline: list[OutlineEntry] = []
+    offset = text.count("\n", 0, match.end()) if match else 0
+    tokens = _PARSER.parse(text[match.end():] if match else text)
+    found = []
     for i, token in enumerate(tokens):
-        if token.type == "heading_open" and i + 1 < len(tokens):
-            heading = plain_inline(tokens[i + 1].content)
-            if heading:
-                outline.append(OutlineEntry(level=int(token.tag[1]), title=heading))
-    if title is None:
-        title = next((e.title for e in outline if e.level == 1), None)
-    return Converted(markdown=text, title=title, outline=outline)
+        if token.type == "heading_open" and token.map and i + 1 < len(tokens):
+            found.append((token.map[0] + offset, token.map[1] + offset, int(token.tag[1]),
+                          plain_inline(tokens[i + 1].content)))
+    return found
+
+
+def convert_markdown(text: str) -> Converted:
+    headings = heading_lines(text)
+    outline = [OutlineEntry(level=level, title=title) for _, _, level, title in headings if title]
+    title = front_matter_title(text) or next((e.title for e in outline if e.level == 1), None)
+    return Converted(markdown=text, title=title, outline=outline, heading_lines=headings)

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -36,13 +37,19 @@ class Finished:
     dur_ms: float
 
 
+# Tasks queued per worker beyond the one it runs, so it goes on with the next
+# files while this process is busy committing a group (~0.1 s, several small
+# files' worth).
+PREFETCH = 8
+
+
 class _Worker:
     def __init__(self, index: int, process: multiprocessing.Process, conn: Connection) -> None:
         self.index = index
         self.process = process
         self.conn = conn
-        self.task: PrepareTask | None = None
-        self.started = 0.0
+        self.tasks: deque[PrepareTask] = deque()  # tasks[0] is the one running
+        self.started = 0.0  # when tasks[0] started, for the timeout
 
 
 class WorkerPool:
@@ -71,27 +78,29 @@ class WorkerPool:
         return _Worker(index, process, parent)
 
     def free_slots(self) -> int:
-        return sum(1 for w in self._workers if w.task is None)
+        return sum(1 + PREFETCH - len(w.tasks) for w in self._workers)
 
     def busy(self) -> list[tuple[int, str, float]]:
         """(worker, file, seconds on it) for each busy worker: for heartbeats."""
         now = time.monotonic()
-        return [(w.index, w.task.display, now - w.started) for w in self._workers if w.task]
+        return [(w.index, w.tasks[0].display, now - w.started) for w in self._workers if w.tasks]
 
     def submit(self, task: PrepareTask) -> None:
-        worker = next(w for w in self._workers if w.task is None)
-        if not worker.process.is_alive():  # it exited after its last file (MemoryError)
-            self._respawn(worker)
-            worker = self._workers[worker.index]
-        worker.task = task
-        worker.started = time.monotonic()
+        worker = min((w for w in self._workers if len(w.tasks) <= PREFETCH),
+                     key=lambda w: len(w.tasks))
+        if not worker.tasks and not worker.process.is_alive():
+            # It exited after its last file (a MemoryError): start afresh.
+            worker = self._respawn(worker)
+        if not worker.tasks:
+            worker.started = time.monotonic()
+        worker.tasks.append(task)
         # If the send fails the worker has died; collect() sees its sentinel
-        # and fails this task with the reason.
+        # and fails the task it was running.
         with contextlib.suppress(OSError):
             worker.conn.send(("task", task))
 
     def collect(self, timeout: float) -> list[Finished]:
-        busy = [w for w in self._workers if w.task is not None]
+        busy = [w for w in self._workers if w.tasks]
         if not busy:
             return []
         now = time.monotonic()
@@ -103,8 +112,8 @@ class WorkerPool:
             if worker.conn in ready or worker.process.sentinel in ready:
                 self._drain(worker, finished)
             elif time.monotonic() - worker.started > self._timeout_s:
-                self._replace(worker, finished,
-                              f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
+                self._fail_running(worker, finished,
+                                   f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
         return finished
 
     def _drain(self, worker: _Worker, finished: list[Finished]) -> None:
@@ -116,37 +125,57 @@ class WorkerPool:
                         self._on_event(message[1])
                 elif message[0] == "result":
                     finished.append(Finished(message[2], message[3]))
-                    worker.task = None
+                    worker.tasks.popleft()
+                    worker.started = time.monotonic()
+                    if message[4]:  # the worker quits after a MemoryError
+                        self._restart(worker)
+                        return
         except (EOFError, OSError):
             pass
         if not worker.process.is_alive():
             worker.process.join()
             code = worker.process.exitcode
-            if worker.task is not None:
+            if worker.tasks:
                 how = (f"killed by signal {signal.Signals(-code).name}" if code and code < 0
                        else f"exited with code {code}")
-                self._replace(worker, finished, f"worker process died ({how}) while converting")
+                self._fail_running(worker, finished,
+                                   f"worker process died ({how}) while converting")
             else:
                 self._respawn(worker)
 
-    def _replace(self, worker: _Worker, finished: list[Finished], reason: str) -> None:
-        task = worker.task
-        assert task is not None
+    def _fail_running(self, worker: _Worker, finished: list[Finished], reason: str) -> None:
+        """Fail the file the worker is on, replace the worker, and hand the
+        files queued behind it (never started) to the new one."""
+        task = worker.tasks.popleft()
         finished.append(Finished(FileFailure(task.seq, task.display, reason),
                                  (time.monotonic() - worker.started) * 1000))
-        self._respawn(worker)
+        self._restart(worker)
 
-    def _respawn(self, worker: _Worker) -> None:
+    def _restart(self, worker: _Worker) -> None:
+        """Replace the worker; the tasks queued to it were never started, so
+        they go to the new one."""
+        queued = list(worker.tasks)
+        fresh = self._respawn(worker)
+        for queued_task in queued:
+            if not fresh.tasks:
+                fresh.started = time.monotonic()
+            fresh.tasks.append(queued_task)
+            with contextlib.suppress(OSError):
+                fresh.conn.send(("task", queued_task))
+
+    def _respawn(self, worker: _Worker) -> _Worker:
         with contextlib.suppress(ProcessLookupError):
             if worker.process.is_alive():
                 os.kill(worker.process.pid, signal.SIGKILL)
         worker.process.join()
         worker.conn.close()
-        self._workers[worker.index] = self._spawn(worker.index)
+        fresh = self._spawn(worker.index)
+        self._workers[worker.index] = fresh
+        return fresh
 
     def close(self) -> None:
         for worker in self._workers:
-            if worker.task is None:
+            if not worker.tasks:
                 with contextlib.suppress(OSError):
                     worker.conn.send(("stop",))
             else:

@@ -146,7 +146,7 @@ def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
     converted = convert(kind, data)
     lap("convert")
     info = analyze(converted, task.display, kind, limits)
-    chunks = chunk_markdown(converted.markdown, limits.chunk_chars)
+    chunks = chunk_markdown(converted.markdown, limits.chunk_chars, converted.heading_lines)
     source = converted.markdown if converted.markdown.endswith("\n") else converted.markdown + "\n"
     source_bytes = source.encode("utf-8")
     summary_bytes = pages.render_summary(task.name, task.ext, len(data), info).encode("utf-8")
