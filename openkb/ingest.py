@@ -35,6 +35,7 @@ from openkb.errors import (
     Interrupted,
 )
 from openkb.kb import KB, WaitCallback
+from openkb.lock import Holder
 from openkb.model import FileFailure, PreparedDocument, Skipped
 from openkb.prefilter import NameReservations, prefilter
 from openkb.prepare.pool import Finished, InProcessPreparer, WorkerPool
@@ -48,6 +49,10 @@ log = logging.getLogger("openkb.timing")
 HEARTBEAT_S = 10.0
 # A prepared document waits at most this long for its commit group to fill.
 MAX_GROUP_WAIT_S = 0.5
+
+
+class _StopWaiting(Exception):
+    """Raised out of a lock wait when the user asked the run to stop."""
 
 
 class CancelToken:
@@ -262,11 +267,20 @@ class _AddRun:
 
     # -- committing ----------------------------------------------------------
     def _commit_group(self, group: list[PreparedDocument]) -> None:
-        with self.kb.exclusive(self.progress, timeout=self.lock_timeout,
-                               on_wait=self.on_lock_wait) as waited:
-            ready = [doc for doc in group if self._still_wanted(doc)]
-            if ready:
-                self._commit_docs(ready, waited * 1000)
+        try:
+            with self.kb.exclusive(self.progress, timeout=self.lock_timeout,
+                                   on_wait=self._on_lock_wait) as waited:
+                ready = [doc for doc in group if self._still_wanted(doc)]
+                if ready:
+                    self._commit_docs(ready, waited * 1000)
+        except _StopWaiting:
+            pass  # Ctrl-C while waiting for the lock: nothing was in flight
+
+    def _on_lock_wait(self, holder: Holder | None, waited: float) -> None:
+        if self.cancel.stop_requested:
+            raise _StopWaiting
+        if self.on_lock_wait is not None:
+            self.on_lock_wait(holder, waited)
 
     def _commit_docs(self, docs: list[PreparedDocument], lock_wait_ms: float) -> None:
         changes = ChangeSet(

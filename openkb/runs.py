@@ -34,16 +34,21 @@ class RunRecord:
         return os.path.join(layout.runs_dir, f"{self.run_id}.json")
 
     def save(self, layout: KBLayout) -> None:
-        # Advisory: written without fsync, replaced atomically so readers
-        # never see half a record.
+        """Advisory: written without fsync, replaced atomically so readers
+        never see half a record, and never an error (a full disk must not
+        fail the ingest this record describes)."""
         path = self.path(layout)
         tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as out:
-            out.write(orjson.dumps(asdict(self)))
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as out:
+                out.write(orjson.dumps(asdict(self)))
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def delete(self, layout: KBLayout) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(self.path(layout))
 
 
