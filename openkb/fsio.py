@@ -288,6 +288,7 @@ def append(path: Path, data: bytes) -> int:
     _hook("open", path)
     if _tracker is not None:
         _tracker.before_content_change(path)
+    created = not os.path.lexists(path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         before = os.fstat(fd).st_size
@@ -299,6 +300,8 @@ def append(path: Path, data: bytes) -> int:
         os.close(fd)
     if _tracker is not None:
         _tracker.file_synced(path)
+    if created:
+        fsync_dir(path.parent)
     return before
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from openkb import fsio, pages
+from openkb import fsio, index_md, pages
 from openkb.config import DEFAULT_CONFIG_TEXT, Config, load_config
 from openkb.errors import JournalRefused, LockTimeout, NotAKnowledgeBase, UsageError
 from openkb.layout import KBLayout
@@ -72,7 +72,7 @@ def init_kb(root: str | os.PathLike[str]) -> tuple[KBLayout, bool]:
     if not layout.config_path.exists():
         fsio.write_atomic(layout.config_path, DEFAULT_CONFIG_TEXT.encode())
     if not layout.index_md.exists():
-        fsio.write_atomic(layout.index_md, pages.render_index([], []).encode())
+        fsio.write_atomic(layout.index_md, index_md.render_index([], []).encode())
     if not layout.log_md.exists():
         fsio.write_atomic(layout.log_md, pages.LOG_HEADER.encode())
     layout.lock_path.touch()

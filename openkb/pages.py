@@ -83,23 +83,17 @@ def render_summary(name: str, ext: str, size: int, info: DocumentInfo) -> str:
     return "\n".join(lines)
 
 
+CONCEPT_INTRO = "Documents with this key term, oldest first:"
+
+
+def concept_line(name: str, title: str) -> str:
+    return f"- {doc_link(name, title)}\n"
+
+
 def render_concept(term: str, docs: list[tuple[str, str]]) -> str:
-    """A concept page: the term and a backlink to every document that has it."""
-    lines = [f"# {term}", "", f"Key term of {len(docs)} documents.", ""]
-    lines += [f"- {doc_link(name, title)}" for name, title in sorted(docs)]
-    lines.append("")
-    return "\n".join(lines)
-
-
-def render_index(catalog: list[tuple[str, str, str]], concepts: list[tuple[str, int]]) -> str:
-    """index.md: every document and every concept, sorted by name."""
-    lines = ["# Index", "", f"{len(catalog)} documents · {len(concepts)} concepts", "",
-             "## Documents", ""]
-    lines += [f"- {doc_link(name, title)} · {kind}" for name, title, kind in sorted(catalog)]
-    lines += ["", "## Concepts", ""]
-    lines += [f"- {concept_link(term)} · {count} documents" for term, count in sorted(concepts)]
-    lines.append("")
-    return "\n".join(lines)
+    """A concept page: the term and a backlink to every document that has it,
+    in the order they were added, so adding a document appends one line."""
+    return f"# {term}\n\n{CONCEPT_INTRO}\n\n" + "".join(concept_line(n, t) for n, t in docs)
 
 
 LOG_HEADER = "# Log\n\nOne line per committed change, oldest first.\n\n"

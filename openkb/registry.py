@@ -222,12 +222,21 @@ class Registry:
             is not None
 
     def term_docs(self, term: str) -> list[tuple[str, str]]:
-        """(name, title) of the documents that have ``term`` among their key terms."""
+        """(name, title) of the documents that have ``term`` among their key
+        terms, oldest first (the order of a concept page)."""
         return self.conn.execute(
             "SELECT d.name, d.title FROM doc_terms t JOIN documents d ON d.name = t.doc "
-            "WHERE t.term = ? ORDER BY d.name",
+            "WHERE t.term = ? ORDER BY d.rowid",
             (term,),
         ).fetchall()
+
+    def term_count(self, term: str) -> int:
+        row = self.conn.execute("SELECT doc_count FROM terms WHERE term = ?", (term,)).fetchone()
+        return row[0] if row else 0
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     def doc_terms(self, name: str) -> list[str]:
         rows = self.conn.execute("SELECT term FROM doc_terms WHERE doc = ? ORDER BY term", (name,))
@@ -339,6 +348,10 @@ class RegistryWriter:
         self.conn.execute("DROP TABLE IF EXISTS chunks_fts")
         self.conn.execute(_FTS_DDL)
         self.conn.execute("DELETE FROM chunks")
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
     def update_summary_sha(self, name: str, sha256: str) -> None:
         self.conn.execute("UPDATE documents SET summary_sha256 = ? WHERE name = ?", (sha256, name))

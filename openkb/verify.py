@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from openkb import fsio, pages
+from openkb import fsio, index_md, pages
 from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths
 from openkb.config import load_config
@@ -159,7 +159,7 @@ def _check_pages(layout: KBLayout, registry: Registry, report: VerifyReport) -> 
     for entry in _entries(layout.concepts_dir):
         if entry not in wanted and not fsio.is_tmp_name(entry):
             report.add("concept", f"wiki/concepts/{entry}", "concept page with no concept")
-    index = pages.render_index(registry.catalog(), concepts).encode("utf-8")
+    index = index_md.render_index(registry.catalog(), concepts).encode("utf-8")
     if not layout.index_md.is_file() or layout.index_md.read_bytes() != index:
         report.add("index-md", layout.INDEX_REL, "index.md does not match the registry")
     if not layout.log_md.is_file():

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from openkb import pages
+from openkb import index_md, pages
 from openkb.commit.journal import Journal
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
@@ -47,10 +47,14 @@ class Plan:
     stash_and_publish: list[dict]  # publish step, in order
     compile_writes: list[tuple[dict, bytes]]  # (rewrite action, new content)
     compile_stashes: list[dict]  # concept pages that stop existing
-    log_append: tuple[dict, bytes]
+    appends: list[tuple[dict, bytes]]  # (append action, bytes): concept pages, log.md
     rows: list[DocumentRow]
     removed_names: list[str]
     summary_updates: list[tuple[str, str]]  # recompile: (name, new summary sha256)
+    index_sha256: str  # of the index.md this plan writes, recorded in the registry
+
+
+INDEX_SHA_KEY = "index_sha256"
 
 
 def new_txid() -> str:
@@ -128,6 +132,7 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     # -- compile step: concept pages, index.md, summaries on recompile ----
     compile_writes: list[tuple[dict, bytes]] = []
     compile_stashes: list[dict] = []
+    appends: list[tuple[dict, bytes]] = []
     summary_updates: list[tuple[str, str]] = []
 
     def rewrite(rel: str, content: str) -> None:
@@ -136,27 +141,25 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
                            "backup": acts.backup_name() if exists else None})
         compile_writes.append((action, content.encode("utf-8")))
 
+    def append(rel: str, content: str) -> None:
+        size = (layout.root / rel).stat().st_size if os.path.lexists(layout.root / rel) else 0
+        appends.append((acts.add({"kind": "append", "target": rel, "size": size}),
+                        content.encode("utf-8")))
+
     def drop(rel: str) -> None:
         if os.path.lexists(layout.root / rel):
             compile_stashes.append(acts.add(
                 {"kind": "stash", "target": rel, "backup": acts.backup_name()}))
 
-    concept_counts = dict(registry.concepts())
     if changes.recompile:
+        concept_counts = dict(registry.concepts())
         _plan_recompile(layout, registry, rewrite, drop, concept_counts, summary_updates)
+        index_text = index_md.render_index(registry.catalog(), sorted(concept_counts.items()))
     else:
-        for term, docs in _concept_deltas(registry, changes, removed_names).items():
-            rel = layout.concept_rel(pages.concept_slug(term))
-            if len(docs) >= 2:
-                rewrite(rel, pages.render_concept(term, sorted(docs.items())))
-                concept_counts[term] = len(docs)
-            else:
-                drop(rel)
-                concept_counts.pop(term, None)
-
-    catalog = [entry for entry in registry.catalog() if entry[0] not in removed_names]
-    catalog += [(d.name, d.info.title, d.info.kind) for d in changes.added]
-    rewrite(layout.INDEX_REL, pages.render_index(catalog, sorted(concept_counts.items())))
+        concept_counts = _plan_concepts(layout, registry, changes, removed_rows, rewrite,
+                                        append, drop)
+        index_text = _next_index(layout, registry, changes, removed_names, concept_counts)
+    rewrite(layout.INDEX_REL, index_text)
 
     # -- log.md: appended, undone by truncating to its old size -----------
     log_lines = []
@@ -171,8 +174,7 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
             now, op, pages.doc_link(doc.name, doc.info.title), txid))
     if changes.recompile:
         log_lines.append(pages.render_log_line(now, "recompile", "all pages", txid))
-    log_size = layout.log_md.stat().st_size if layout.log_md.exists() else 0
-    log_action = acts.add({"kind": "append", "target": layout.LOG_REL, "size": log_size})
+    append(layout.LOG_REL, "".join(log_lines))
 
     rows = [
         DocumentRow(
@@ -187,30 +189,83 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
         docs=sorted(set(removed_names) | added_names), actions=acts.actions,
         staging=staging_dirs, created=now, pid=os.getpid(),
     )
-    return Plan(journal, stash_and_publish, compile_writes, compile_stashes,
-                (log_action, "".join(log_lines).encode("utf-8")), rows, removed_names,
-                summary_updates)
+    return Plan(journal, stash_and_publish, compile_writes, compile_stashes, appends, rows,
+                removed_names, summary_updates,
+                hashlib.sha256(index_text.encode("utf-8")).hexdigest())
 
 
 def _abs(path: str) -> str:
     return os.path.abspath(path)
 
 
-def _concept_deltas(registry: Registry, changes: ChangeSet,
-                    removed_names: list[str]) -> dict[str, dict[str, str]]:
-    """For every term the change touches: its documents (name -> title) after it."""
-    removed = set(removed_names)
-    terms: set[str] = set()
-    for name in removed:
-        terms.update(registry.doc_terms(name))
+def _plan_concepts(
+    layout: KBLayout,
+    registry: Registry,
+    changes: ChangeSet,
+    removed_rows: dict[str, DocumentRow],
+    rewrite: Callable[[str, str], None],
+    append: Callable[[str, str], None],
+    drop: Callable[[str], None],
+) -> dict[str, int]:
+    """Plan every concept page the change touches; return each touched
+    term's document count after it.
+
+    A concept page lists its documents oldest first, so the common case, a
+    term that was already a concept gaining documents, appends their lines:
+    O(new lines), however many documents the term already has. A page that
+    loses a document, or becomes a concept now, is rendered whole.
+    """
+    removed_terms: dict[str, set[str]] = {}
+    for name in removed_rows:
+        for term in registry.doc_terms(name):
+            removed_terms.setdefault(term, set()).add(name)
+    added_by_term: dict[str, list[PreparedDocument]] = {}
     for doc in changes.added:
-        terms.update(doc.info.terms)
-    result: dict[str, dict[str, str]] = {}
-    for term in sorted(terms):
-        docs = {n: t for n, t in registry.term_docs(term) if n not in removed}
-        docs.update({d.name: d.info.title for d in changes.added if term in d.info.terms})
-        result[term] = docs
-    return result
+        for term in doc.info.terms:
+            added_by_term.setdefault(term, []).append(doc)
+    counts: dict[str, int] = {}
+    for term in sorted(set(removed_terms) | set(added_by_term)):
+        before = registry.term_count(term)
+        leaving = removed_terms.get(term, set())
+        arriving = added_by_term.get(term, [])
+        after = before - len(leaving) + len(arriving)
+        counts[term] = after
+        rel = layout.concept_rel(pages.concept_slug(term))
+        if after < 2:
+            drop(rel)
+        elif before >= 2 and not leaving and os.path.lexists(layout.root / rel):
+            append(rel, "".join(pages.concept_line(d.name, d.info.title) for d in arriving))
+        else:
+            docs = [(n, t) for n, t in registry.term_docs(term) if n not in leaving]
+            docs += [(d.name, d.info.title) for d in arriving]
+            rewrite(rel, pages.render_concept(term, docs))
+    return counts
+
+
+def _next_index(layout: KBLayout, registry: Registry, changes: ChangeSet,
+                removed_names: list[str], concept_counts: dict[str, int]) -> str:
+    """index.md after the change: spliced into the current file when that is
+    exactly what openkb last wrote, else rendered from the registry."""
+    added = [(d.name, d.info.title, d.info.kind) for d in changes.added]
+    try:
+        current = layout.index_md.read_bytes()
+    except FileNotFoundError:
+        current = None
+    if current is not None and hashlib.sha256(current).hexdigest() == registry.meta(
+            INDEX_SHA_KEY):
+        spliced = index_md.splice_index(current.decode("utf-8"), added=added,
+                                        removed=removed_names, concept_counts=concept_counts)
+        if spliced is not None:
+            return spliced
+    removed = set(removed_names)
+    catalog = [entry for entry in registry.catalog() if entry[0] not in removed] + added
+    concepts = dict(registry.concepts())
+    for term, count in concept_counts.items():
+        if count >= 2:
+            concepts[term] = count
+        else:
+            concepts.pop(term, None)
+    return index_md.render_index(catalog, sorted(concepts.items()))
 
 
 def _plan_recompile(

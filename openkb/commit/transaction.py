@@ -12,7 +12,7 @@ from pathlib import Path
 from openkb import fsio
 from openkb.commit import undo
 from openkb.commit.journal import COMMITTED
-from openkb.commit.plan import ChangeSet, Plan, plan_changes
+from openkb.commit.plan import INDEX_SHA_KEY, ChangeSet, Plan, plan_changes
 from openkb.crashpoints import crashpoint
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
@@ -73,6 +73,7 @@ def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
                         writer.insert_document(row)
                     for name, sha in plan.summary_updates:
                         writer.update_summary_sha(name, sha)
+                    writer.set_meta(INDEX_SHA_KEY, plan.index_sha256)
                     writer.record_transaction(journal.txid, changes.op, journal.docs,
                                               journal.created)
                     writer.commit()
@@ -165,9 +166,10 @@ def _compile(layout: KBLayout, plan: Plan) -> None:
                          journal.backup_path(layout, action["backup"]), sync=False)
         fsio.fsync_dir(journal.backup_dir(layout))
         fsio.fsync_dirs({(layout.root / a["target"]).parent for a in plan.compile_stashes})
-    log_action, log_data = plan.log_append
-    if log_data:
-        fsio.append(layout.root / log_action["target"], log_data)
+    for action, data in plan.appends:
+        if data:
+            crashpoint("compile.file")
+            fsio.append(layout.root / action["target"], data)
     crashpoint("compile.after")
 
 
