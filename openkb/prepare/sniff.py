@@ -62,8 +62,18 @@ def detect_kind(path: str, head: bytes) -> tuple[str, str]:
             raise FileRejected(f"named {ext} but is not a PDF (looks like {_looks_like(head)})")
         return kind, ext
     codec, _ = detect_encoding(head)
-    sample = head[:1024]
-    # A stray NUL in text is stripped by decode_text; many of them mean binary.
-    if codec == "utf-8" and sample.count(0) > max(1, len(sample) // 20):
+    if codec == "utf-8" and _binary(head[:4096]):
         raise FileRejected(f"named {ext} but holds binary data (looks like {_looks_like(head)})")
     return kind, ext
+
+
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f") + b"\x7f"
+
+
+def _binary(sample: bytes) -> bool:
+    """Text with a stray NUL or control byte is still text (decode_text drops
+    them); a sample where they are common is not."""
+    if not sample:
+        return False
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    return sample.count(0) > len(sample) // 100 or controls > len(sample) // 10

@@ -26,7 +26,7 @@ ours ourselves out over overall own page pages part particular pdf per perhaps p
 points possible print probably problem problems provide provided provides pub put question
 quite rather re really reason reasons regarding rel related require required requires result
 results return returns right said same say says second section see seem seemed seeming seems
-self set sets several she short should show shown shows side similar simple simply since small
+set sets several she short should show shown shows side similar simple simply since small
 so some somehow someone something sometime sometimes somewhere sort specific src state still
 str string struct such sure svg system take taken term terms text than that the their theirs
 them themselves then thence there thereafter thereby therefore therein thereupon these they

@@ -2,9 +2,9 @@
 
 Candidates are words (four letters or more) and two-word phrases of words
 that are not stop words. A candidate scores its frequency; phrases weigh
-more than words (they name things), and words in headings or the title
-weigh more than words in running text. A term must occur twice, or once in
-a heading or the title, to count. Code blocks, URLs and link targets are
+more than words (they name things), and an occurrence in a heading or the
+title weighs more than one in running text. A term must occur twice, or be
+in a heading or the title, to count. Code blocks, URLs and link targets are
 ignored. Only the first :data:`MAX_ANALYSED_CHARS` characters are read:
 enough to characterise a document, and it bounds time and memory on a
 50 MB file.
@@ -20,6 +20,7 @@ from openkb.prepare.stopwords import STOPWORDS
 MAX_ANALYSED_CHARS = 2_000_000
 PHRASE_WEIGHT = 2.5
 HEADING_WEIGHT = 3.0
+MIN_OCCURRENCES = 2
 
 _FENCED = re.compile(r"^ {0,3}(```|~~~).*?(?:^ {0,3}\1[^\n]*$|\Z)", re.MULTILINE | re.DOTALL)
 _URL = re.compile(r"https?://\S+|www\.\S+|\]\([^)]*\)")
@@ -34,33 +35,34 @@ def _clean(markdown: str) -> str:
     return _URL.sub(" ", text)
 
 
-def _count(text: str, weight: float, counts: Counter[str]) -> None:
-    """Add weighted words and phrases of ``text``; phrases never cross
+def _count(text: str, counts: Counter[str]) -> None:
+    """Count the words and phrases of ``text``; phrases never cross
     punctuation, so "heads. Attention" is not a phrase."""
     for clause in _BREAK.split(text.lower()):
-        words = _WORD.findall(clause)
         previous = None
-        for word in words:
+        for word in _WORD.findall(clause):
             content = word not in STOPWORDS and len(word) >= 3
             if content and len(word) >= 4:
-                counts[word] += weight
+                counts[word] += 1
             if content and previous is not None:
-                counts[f"{previous} {word}"] += weight * PHRASE_WEIGHT
+                counts[f"{previous} {word}"] += 1
             previous = word if content else None
 
 
 def key_terms(markdown: str, title: str, n: int) -> list[str]:
     text = _clean(markdown)
-    counts: Counter[str] = Counter()
-    _count(text, 1.0, counts)
+    occurrences: Counter[str] = Counter()
+    _count(text, occurrences)
     emphasised: Counter[str] = Counter()
     for heading in _HEADING_LINE.findall(text):
-        _count(heading, 1.0, emphasised)
-    _count(title, 1.0, emphasised)
-    for term, weight in emphasised.items():
-        counts[term] += weight * (HEADING_WEIGHT - 1)
-    threshold = 2.0  # twice in the text, or once in a heading or the title
-    eligible = [(score, term) for term, score in counts.items()
-                if score >= threshold or term in emphasised]
-    eligible.sort(key=lambda st: (-st[0], st[1]))
-    return [term for _, term in eligible[:n]]
+        _count(heading, emphasised)
+    _count(title, emphasised)
+    scores: list[tuple[float, str]] = []
+    for term, count in occurrences.items():
+        # Once in running text is chance; twice, or in a heading, is a theme.
+        if count < MIN_OCCURRENCES and term not in emphasised:
+            continue
+        weight = PHRASE_WEIGHT if " " in term else 1.0
+        scores.append((weight * (count + emphasised[term] * (HEADING_WEIGHT - 1)), term))
+    scores.sort(key=lambda st: (-st[0], st[1]))
+    return [term for _, term in scores[:n]]
