@@ -22,6 +22,7 @@ import resource
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,8 +185,8 @@ class _AddRun:
         try:
             self._pipeline(scan.entries)
         finally:
-            self.preparer.close()
-            fsio.remove_tree(self.staging_root, sync=False)
+            _despite_interrupts(self.preparer.close)
+            _despite_interrupts(lambda: fsio.remove_tree(self.staging_root, sync=False))
 
     def _pipeline(self, entries) -> None:
         registry = self.kb.registry
@@ -406,3 +407,14 @@ def _ready_prefix(pending: deque[int], finished: dict[int, Finished], limit: int
             break
         count += 1
     return count
+
+
+def _despite_interrupts(cleanup: Callable[[], None]) -> None:
+    """Run an idempotent cleanup to the end, even if Ctrl-C lands in it (a
+    second press meant "roll back the commit", and none is in flight here)."""
+    while True:
+        try:
+            cleanup()
+            return
+        except KeyboardInterrupt:
+            continue

@@ -62,9 +62,11 @@ def read_input(task: PrepareTask, limits: PrepareLimits) -> bytes:
                 f"too large: {st.st_size / 1048576:.1f} MiB (limit max_file_mb = "
                 f"{limits.max_file_bytes // 1048576})"
             )
-        data = handle.read(limits.max_file_bytes + 1)
-    if len(data) > limits.max_file_bytes:
-        raise FileRejected("grew past max_file_mb while being read")
+        # read(n) allocates n bytes up front: ask for the size fstat gave
+        # (plus one, to notice a file still growing), not for the limit.
+        data = handle.read(st.st_size + 1)
+    if len(data) > st.st_size:
+        raise FileRejected("changed while being read; run the add again")
     if hashlib.sha256(data).hexdigest() != task.sha256:
         raise FileRejected("changed after it was scanned; run the add again")
     if not data:

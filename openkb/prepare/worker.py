@@ -17,6 +17,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import psutil
+
 from openkb.errors import FileRejected
 from openkb.model import FileFailure, PrepareTask
 from openkb.prepare.stage import PrepareLimits, prepare_file
@@ -36,7 +38,10 @@ def describe_failure(exc: BaseException, memory_mb: int | None) -> str:
 
 
 def _limit_memory(memory_mb: int) -> None:
-    limit = memory_mb * 1024 * 1024
+    """Cap the address space at what the worker has mapped now plus
+    ``memory_mb``: a budget per file, independent of how much virtual memory
+    the interpreter and its libraries reserve at start."""
+    limit = psutil.Process().memory_info().vms + memory_mb * 1024 * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)

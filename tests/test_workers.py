@@ -1,0 +1,210 @@
+"""The parallel prepare pipeline with real processes: isolation of bad files,
+limits, Ctrl-C, and a killed main process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import ROOT, markdown_doc, run_openkb, write_tree
+
+pytestmark = pytest.mark.xdist_group("workers")
+
+
+def _kb(tmp_path: Path, config: str = "") -> Path:
+    kb = tmp_path / "kb"
+    assert run_openkb("init", str(kb)).returncode == 0
+    if config:
+        (kb / ".openkb" / "config.yaml").write_text(config)
+    return kb
+
+
+def _many(root: Path, n: int) -> Path:
+    return write_tree(root, {f"d{i // 100}/note-{i:04d}.md":
+                             markdown_doc(f"Note {i}", f"topic{i % 17}", "shared theme")
+                             for i in range(n)})
+
+
+def _names(kb: Path) -> set[str]:
+    out = run_openkb("--kb", str(kb), "list", "--json")
+    assert out.returncode == 0, out.stderr
+    return {d["name"] for d in json.loads(out.stdout)}
+
+
+def _verify(kb: Path) -> None:
+    out = run_openkb("--kb", str(kb), "verify")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_file_that_exhausts_worker_memory_fails_alone(tmp_path: Path) -> None:
+    kb = _kb(tmp_path, "worker_memory_mb: 200\n")
+    docs = _many(tmp_path / "docs", 6)
+    # A big HTML file: the converter's working set goes past 200 MiB.
+    (docs / "huge.html").write_text("<p>" + "word " * 20_000_000 + "</p>")
+    result = run_openkb("--kb", str(kb), "add", "--jobs", "2", str(docs), timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "huge.html" in result.stdout and "ran out of memory" in result.stdout
+    assert len(_names(kb)) == 6
+    _verify(kb)
+
+
+def test_a_killed_worker_fails_only_its_file(tmp_path: Path) -> None:
+    kb = _kb(tmp_path, "convert_timeout_s: 600\n")
+    docs = _many(tmp_path / "docs", 20)
+    # Slow to convert (markdown-it on a very long document): time to kill it.
+    (docs / "d0" / "note-0005-slow.md").write_text("# Slow\n\n" + "- item\n" * 1_500_000)
+    jsonl = tmp_path / "p.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "openkb", "--kb", str(kb), "--quiet", "--progress-jsonl",
+         str(jsonl), "add", "--jobs", "2", str(docs)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if jsonl.exists():
+            for event in _events(jsonl):
+                if event["event"] == "prepare" and event["kind"] == "start" and \
+                        event.get("file", "").endswith("slow.md"):
+                    victim = event["pid"]
+    assert victim is not None, "the slow file never started"
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "note-0005-slow.md: worker process died (killed by signal SIGKILL)" in err + out
+    assert len(_names(kb)) == 20
+    _verify(kb)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_slow_file_times_out_and_the_rest_is_added(tmp_path: Path, jobs: str) -> None:
+    kb = _kb(tmp_path, "convert_timeout_s: 1\n")
+    docs = _many(tmp_path / "docs", 5)
+    (docs / "slow.md").write_text("# Slow\n\n" + "- item\n" * 1_500_000)
+    result = run_openkb("--kb", str(kb), "add", "--jobs", jobs, str(docs), timeout=300)
+    assert result.returncode == 1
+    assert "slow.md: timed out after 1s (convert_timeout_s)" in result.stdout
+    assert len(_names(kb)) == 5
+    _verify(kb)
+
+
+def test_files_over_the_size_limit_fail_without_being_read(tmp_path: Path) -> None:
+    kb = _kb(tmp_path, "max_file_mb: 1\n")
+    docs = _many(tmp_path / "docs", 3)
+    (docs / "big.txt").write_text("x " * 1_100_000)
+    result = run_openkb("--kb", str(kb), "add", str(docs))
+    assert result.returncode == 1
+    assert "big.txt: too large: 2.1 MiB (limit max_file_mb = 1)" in result.stdout
+    assert len(_names(kb)) == 3
+
+
+def test_the_window_of_prepared_documents_is_bounded(tmp_path: Path) -> None:
+    kb = _kb(tmp_path, "prepare_buffer: 4\ncommit_group_size: 2\n")
+    docs = _many(tmp_path / "docs", 120)
+    jsonl = tmp_path / "p.jsonl"
+    result = run_openkb("--kb", str(kb), "--progress-jsonl", str(jsonl), "add", "--jobs", "2",
+                        str(docs))
+    assert result.returncode == 0, result.stderr
+    in_flight = peak = 0
+    for event in _events(jsonl):
+        if event["event"] == "prefilter" and event.get("outcome") == "new":
+            in_flight += 1  # submitted to prepare
+        elif event["event"] == "committed":
+            in_flight -= len(event["doc"])
+        peak = max(peak, in_flight)
+    assert 0 < peak <= 2 + 4
+
+
+def _start_add(kb: Path, docs: Path, jsonl: Path, jobs: str = "2") -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "openkb", "--kb", str(kb), "--progress-jsonl", str(jsonl),
+         "add", "--jobs", jobs, str(docs)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_commit(jsonl: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if jsonl.exists() and any(e["event"] == "committed" for e in _events(jsonl)):
+            return
+        time.sleep(0.02)
+    raise AssertionError("no commit happened")
+
+
+def _clean_hash(tmp_path: Path, docs: Path) -> str:
+    clean = tmp_path / "clean"
+    assert run_openkb("init", str(clean)).returncode == 0
+    assert run_openkb("--kb", str(clean), "add", str(docs)).returncode == 0
+    return run_openkb("--kb", str(clean), "debug", "tree-hash").stdout
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, presses: int) -> None:
+    kb = _kb(tmp_path, "commit_group_size: 4\n")
+    docs = _many(tmp_path / "docs", 400)
+    jsonl = tmp_path / "p.jsonl"
+    proc = _start_add(kb, docs, jsonl)
+    _wait_for_commit(jsonl)
+    proc.send_signal(signal.SIGINT)
+    if presses == 2:
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    terminal = [e for e in _events(jsonl) if e["kind"] == "terminal"]
+    assert [e["event"] for e in terminal] == ["cancelled"]
+    assert 0 < len(_names(kb)) < 400
+    assert not any((kb / ".openkb" / "staging").iterdir())
+    assert not psutil.Process().children(recursive=True)  # no worker left behind
+    _verify(kb)
+    assert run_openkb("--kb", str(kb), "add", str(docs)).returncode == 0
+    assert len(_names(kb)) == 400
+    assert run_openkb("--kb", str(kb), "debug", "tree-hash").stdout == _clean_hash(tmp_path, docs)
+
+
+@pytest.mark.heavy
+def test_sigkill_of_the_main_process_loses_nothing_committed(tmp_path: Path) -> None:
+    kb = _kb(tmp_path)
+    docs = _many(tmp_path / "docs", 300)
+    jsonl = tmp_path / "p.jsonl"
+    proc = _start_add(kb, docs, jsonl)
+    _wait_for_commit(jsonl)
+    committed = {d for e in _events(jsonl) if e["event"] == "committed" for d in e["doc"]}
+    proc.kill()
+    proc.communicate(timeout=60)
+    time.sleep(0.5)  # orphaned workers notice their parent is gone and exit
+    assert committed <= _names(kb)  # `list` also finished what the kill left
+    _verify(kb)
+    assert run_openkb("--kb", str(kb), "add", str(docs)).returncode == 0
+    assert run_openkb("--kb", str(kb), "debug", "tree-hash").stdout == _clean_hash(tmp_path, docs)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("point", ["journal.after", "publish.file:2", "compile.after",
+                                   "registry_write.before", "registry_write.after",
+                                   "mark_committed.status_written"])
+def test_crash_points_with_parallel_workers(tmp_path: Path, point: str) -> None:
+    kb = _kb(tmp_path)
+    docs = _many(tmp_path / "docs", 40)
+    crashed = run_openkb("--kb", str(kb), "add", "--jobs", "2", str(docs),
+                         env={"OPENKB_CRASH_AT": point})
+    assert crashed.returncode == -9
+    assert run_openkb("--kb", str(kb), "list").returncode == 0
+    _verify(kb)
+    assert run_openkb("--kb", str(kb), "add", "--jobs", "2", str(docs)).returncode == 0
+    _verify(kb)
+    assert run_openkb("--kb", str(kb), "debug", "tree-hash").stdout == _clean_hash(tmp_path, docs)
