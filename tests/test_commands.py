@@ -1,0 +1,154 @@
+"""The command line as a user meets it: help, exit codes, JSON shapes, output,
+and the README that documents it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import typer.main
+import yaml
+from conftest import ROOT, markdown_doc, run_openkb, write_tree
+
+from openkb.cli.app import app
+from openkb.config import Config
+
+
+def _command_paths() -> list[list[str]]:
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(command, prefix: list[str]) -> None:  # type: ignore[no-untyped-def]
+        if getattr(command, "commands", None):
+            for name, sub in command.commands.items():
+                walk(sub, [*prefix, name])
+        else:
+            paths.append(prefix)
+
+    walk(root, [])
+    return paths
+
+
+COMMANDS = _command_paths()
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_every_command_has_help(cli, path: list[str]) -> None:
+    result = cli(*path, "--help")
+    assert result.code == 0
+    assert len(result.out.strip().splitlines()) > 3
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_every_command_is_in_the_readme(path: list[str]) -> None:
+    assert f"openkb {' '.join(path)}" in (ROOT / "README.md").read_text()
+
+
+def test_readme_starts_with_demo_and_test_and_ci_runs_the_tests() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```sh\n(.*?)```", readme, re.DOTALL).group(1)
+    assert [line.split("#")[0].strip() for line in first_block.strip().splitlines()] == [
+        "make demo", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "examples" in (ROOT / "Makefile").read_text()
+
+
+def test_config_example_comments_every_key() -> None:
+    text = (ROOT / "config.yaml.example").read_text()
+    paragraphs = text.split("\n\n")
+    for key in Config.__dataclass_fields__:
+        home = [p for p in paragraphs if re.search(rf"^{key}:", p, re.MULTILINE)]
+        assert len(home) == 1 and home[0].lstrip().startswith("#"), f"{key} is not explained"
+    assert yaml.safe_load(text) is not None
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    return write_tree(tmp_path / "docs", {
+        "one.md": markdown_doc("One", "apples", "pears"),
+        "two.md": markdown_doc("Two", "apples", "plums"),
+        "bad.pdf": b"<html>not a pdf</html>",
+    })
+
+
+def test_add_reports_failures_and_exits_1(cli, kb: Path, docs: Path) -> None:
+    result = cli("--kb", str(kb), "add", str(docs))
+    assert result.code == 1
+    assert "added 2" in result.out and "failed 1" in result.out
+    assert "bad.pdf: named .pdf but is not a PDF (looks like HTML)" in result.out
+
+
+def test_usage_errors_exit_2(cli, kb: Path, tmp_path: Path) -> None:
+    assert cli("--kb", str(kb), "add", "--jobs", "0", str(tmp_path)).code == 2
+    missing = cli("--kb", str(tmp_path / "nowhere"), "list")
+    assert missing.code == 2
+    assert "is not an openkb knowledge base" in missing.err and "openkb init" in missing.err
+    assert cli("--kb", str(kb), "search", "!!! ???").code == 2
+    unknown = cli("--kb", str(kb), "remove", "no-such-doc")
+    assert unknown.code == 2 and "nothing was removed" in unknown.err
+
+
+def test_the_kb_is_found_from_env_and_from_a_subdirectory(kb: Path, docs: Path) -> None:
+    assert run_openkb("add", str(docs), env={"OPENKB_DIR": str(kb)}).returncode == 1
+    listing = run_openkb("list", "--json", cwd=kb / "wiki" / "concepts")
+    assert listing.returncode == 0
+    assert {d["name"] for d in json.loads(listing.stdout)} == {"one", "two"}
+
+
+def test_json_outputs(cli, kb: Path, docs: Path) -> None:
+    added = json.loads(cli("--kb", str(kb), "add", "--json", str(docs)).out)
+    assert {a["name"] for a in added["added"]} == {"one", "two"}
+    assert added["failed"][0]["file"].endswith("bad.pdf") and added["exit_code"] == 1
+    listed = json.loads(cli("--kb", str(kb), "list", "--json").out)
+    assert {"name", "title", "kind", "bytes", "sha256", "terms"} <= set(listed[0])
+    hits = json.loads(cli("--kb", str(kb), "search", "--json", "apples").out)
+    assert {h["doc"] for h in hits} == {"one", "two"}
+    assert "**apples**" in hits[0]["highlighted"].lower()
+    status = json.loads(cli("--kb", str(kb), "status", "--json").out)
+    assert status["documents"] == 2 and status["pending_journals"] == 0
+    shown = json.loads(cli("--kb", str(kb), "show", "--json", "one").out)
+    assert shown["summary"].startswith("# One")
+    verified = json.loads(cli("--kb", str(kb), "verify", "--json").out)
+    assert verified["problems"] == [] and verified["documents"] == 2
+    recovered = json.loads(cli("--kb", str(kb), "recover", "--json").out)
+    assert recovered == {"rolled_back": [], "rolled_forward": [], "swept": []}
+    removed = json.loads(cli("--kb", str(kb), "remove", "--json", "--dry-run", "one").out)
+    assert removed["removed"] == ["one"] and removed["dry_run"] is True
+
+
+def test_quiet_prints_nothing_on_success(cli, kb: Path, tmp_path: Path) -> None:
+    docs = write_tree(tmp_path / "ok", {"a.md": markdown_doc("A", "apples")})
+    result = cli("--kb", str(kb), "--quiet", "add", str(docs))
+    assert result.code == 0 and result.out == "" and result.err == ""
+
+
+def test_names_with_control_characters_are_printed_escaped(cli, kb: Path,
+                                                           tmp_path: Path) -> None:
+    docs = write_tree(tmp_path / "odd", {"evil\nname\x1b[31m.pdf": b"not a pdf"})
+    result = cli("--kb", str(kb), "add", str(docs))
+    failure_lines = [line for line in result.out.splitlines() if "not a PDF" in line]
+    assert len(failure_lines) == 1
+    assert "evil\\nname\\x1b[31m.pdf" in failure_lines[0]
+
+
+def test_errors_say_what_to_do_next(cli, kb: Path) -> None:
+    result = cli("--kb", str(kb), "show", "nothing-here")
+    assert result.code == 2
+    assert result.err.startswith("error: ") and "hint: " in result.err
+
+
+def test_init_is_idempotent(cli, tmp_path: Path) -> None:
+    assert cli("init", str(tmp_path / "k")).out.startswith("created")
+    again = cli("init", str(tmp_path / "k"))
+    assert again.code == 0 and "already a knowledge base" in again.out
+
+
+def test_remove_keep_raw_and_dry_run_from_the_cli(cli, kb: Path, docs: Path) -> None:
+    cli("--kb", str(kb), "add", str(docs))
+    assert "would remove one" in cli("--kb", str(kb), "remove", "--dry-run", "one").out
+    assert (kb / "raw" / "one.md").exists()
+    out = cli("--kb", str(kb), "remove", "--keep-raw", "one").out
+    assert "removed one" in out and "attic" in out
+    assert (kb / "attic" / "one.md").exists()
