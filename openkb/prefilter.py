@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from openkb import names
 from openkb.layout import KBLayout
 from openkb.model import FileFailure, PrepareTask, ScanEntry, Skipped
 from openkb.prepare.sniff import detect_kind_by_name
+from openkb.progress import Progress
 from openkb.registry import Registry
 
 HASH_BLOCK = 1 << 20
@@ -65,26 +65,28 @@ def prefilter(
     registry: Registry,
     staging_root: Path,
     max_file_bytes: int,
+    progress: Progress,
 ) -> Iterator[tuple[ScanEntry, PrepareTask | Skipped | FileFailure, float]]:
     """For each entry, in order: a task to prepare, a skip, or a failure, and
     the milliseconds spent hashing it."""
     seen: dict[str, str] = {}
     for entry in entries:
-        start = time.perf_counter()
         if entry.size > max_file_bytes:
             yield entry, FileFailure(entry.seq, entry.display, (
                 f"too large: {entry.size / 1048576:.1f} MiB "
                 f"(limit max_file_mb = {max_file_bytes // 1048576})")), 0.0
             continue
         try:
-            sha = hash_file(entry.path)
+            with progress.span("hash", "prefilter", file=entry.display,
+                               bytes=entry.size) as timing:
+                sha = hash_file(entry.path)
         except FileNotFoundError:
             yield entry, FileFailure(entry.seq, entry.display, "vanished after it was scanned"), 0.0
             continue
         except OSError as exc:
             yield entry, FileFailure(entry.seq, entry.display, f"cannot read: {exc.strerror}"), 0.0
             continue
-        hash_ms = (time.perf_counter() - start) * 1000
+        hash_ms = timing["dur_ms"]
         holder = registry.name_by_sha(sha)
         if holder is not None:
             yield entry, Skipped(entry.display, "duplicate", holder), hash_ms

@@ -78,7 +78,7 @@ def sample_docs(tmp_path: Path) -> Path:
                      "schedules, with transformer layers mentioned twice: transformer layers.\n",
         "sub/delta.html": "<html><head><title>Delta page</title></head><body><h1>Delta</h1>"
                           "<p>Delta covers transformer layers and attention heads in HTML."
-                          "</p></body></html>",
+                          "</p><p>More on attention heads.</p></body></html>",
     })
 
 
