@@ -100,6 +100,11 @@ def _hook(op: str, path: object) -> None:
         _faults.check(op, path)
 
 
+def faults_fired() -> bool:
+    """Has every configured fault fired? (For tests enumerating faults.)"""
+    return _faults is not None and all(rule[3] >= rule[2] for rule in _faults.rules)
+
+
 def simulate_power_loss_if_enabled() -> None:
     if _tracker is not None:
         _tracker.drop_unsynced()

@@ -152,6 +152,29 @@ def test_next_add_after_a_crash(world: dict, tmp_path: Path, point: str) -> None
     assert "extra" in _docs(kb)
 
 
+@pytest.mark.parametrize("point", COMMIT_POINTS)
+def test_update_crash_at_every_point(world: dict, tmp_path: Path, point: str) -> None:
+    """An edited file added again replaces its document: old or new, never neither."""
+    kb = tmp_path / "kb"
+    shutil.copytree(world["template"], kb)
+    inputs = tmp_path / "inputs"
+    shutil.copytree(world["new"], inputs)
+    assert _openkb(kb, "add", str(inputs)).returncode == 0
+    source = Path(json.loads(_openkb(kb, "show", "--json", "new-one").stdout)["source_path"])
+    old_source = source.read_text()
+    (inputs / "new-one.md").write_text(markdown_doc("New one, edited", "apples", "figs"))
+    crashed = _openkb(kb, "add", str(inputs), env={"OPENKB_CRASH_AT": point})
+    assert crashed.returncode == -9, f"{point} was never reached by the update"
+    assert _openkb(kb, "list").returncode == 0
+    _verify(kb)
+    now = source.read_text()
+    assert now == old_source or "figs" in now
+    assert _openkb(kb, "add", str(inputs)).returncode == 0
+    _verify(kb)
+    assert "figs" in source.read_text()
+    assert _docs(kb) == {"base-one", "base-two", "new-one", "new-two"}
+
+
 RECOVERY_POINTS = ["recovery.before", "recovery.journal", "recovery.after", "rollback.before",
                    "rollback.action:1", "rollback.action:3", "rollback.action:6",
                    "rollback.after"]

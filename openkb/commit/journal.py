@@ -35,7 +35,9 @@ _BACKUP = re.compile(r"^b[0-9]{1,9}$")
 
 # Action kinds, each undone by recovery.undo:
 #   stash   {target, backup}       live file moved into the backup dir
-#   publish {target, staged}       new file moved in from staging (target was absent)
+#   publish {target, staged, after_stash?}  new file moved in from staging; the target
+#                                  was absent, or is freed first by the stash whose
+#                                  backup is after_stash (an update)
 #   rewrite {target, backup|None}  shared file atomically rewritten; backup is its
 #                                  before-image (hard link), None if it was absent
 #   append  {target, size}         log.md appended to; size is its length before
@@ -160,6 +162,9 @@ def validate(layout: KBLayout, journal: Journal, path: Path) -> None:
                     raise refuse(f"bad backup name {backup!r}")
             elif kind == "publish":
                 layout.resolve(action["staged"], areas=(f"{layout.meta_dir.name}/staging",))
+                stash = action.get("after_stash")
+                if stash is not None and not (isinstance(stash, str) and _BACKUP.match(stash)):
+                    raise refuse(f"bad backup name {stash!r}")
             elif kind == "attic":
                 layout.resolve(action["attic"], areas=("attic",))
             elif kind == "append" and not (

@@ -95,20 +95,22 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
 
     # -- publish step: move removed files aside, new files in -------------
     stash_and_publish: list[dict] = []
-    vacated: set[str] = set()
+    vacated: dict[str, str | None] = {}  # target -> backup of the stash that frees it
     for removal in changes.removed:
         row = removed_rows[removal.name]
         raw_rel = layout.raw_rel(row.name, row.ext)
         for rel in (raw_rel, layout.source_rel(row.name), layout.summary_rel(row.name)):
-            vacated.add(rel)
+            vacated[rel] = None
             if not os.path.lexists(layout.root / rel):
                 continue  # already gone (verify --repair re-converting a lost source)
             if rel == raw_rel and removal.keep_raw:
                 stash_and_publish.append(acts.add(
                     {"kind": "attic", "target": rel, "attic": _free_attic_rel(layout, row)}))
             else:
+                backup = acts.backup_name()
+                vacated[rel] = backup
                 stash_and_publish.append(acts.add(
-                    {"kind": "stash", "target": rel, "backup": acts.backup_name()}))
+                    {"kind": "stash", "target": rel, "backup": backup}))
 
     for doc in changes.added:
         if registry.name_taken(doc.name) and doc.name not in removed_names:
@@ -126,8 +128,12 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
                     f"{rel} exists but the registry does not list it",
                     hint="run `openkb verify --repair` to quarantine orphaned files",
                 )
-            stash_and_publish.append(acts.add(
-                {"kind": "publish", "target": rel, "staged": layout.rel(_abs(staged))}))
+            action = {"kind": "publish", "target": rel, "staged": layout.rel(_abs(staged))}
+            if vacated.get(rel):
+                # An update: the target holds the old file until that stash
+                # runs, and rollback must not mistake it for the new one.
+                action["after_stash"] = vacated[rel]
+            stash_and_publish.append(acts.add(action))
 
     # -- compile step: concept pages, index.md, summaries on recompile ----
     compile_writes: list[tuple[dict, bytes]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
 from openkb.progress import Progress
 from openkb.registry import Registry
+
+log = logging.getLogger("openkb")
 
 
 @dataclass
@@ -46,11 +49,11 @@ def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
         return _timed(progress, name, fields, step_ms)
 
     with progress.span("commit", "commit", op=changes.op, **fields):
-        with step("journal"):
-            crashpoint("journal.before")
-            journal.write(layout)
-            crashpoint("journal.after")
         try:
+            with step("journal"):
+                crashpoint("journal.before")
+                journal.write(layout)
+                crashpoint("journal.after")
             with step("snapshot"):
                 _snapshot(layout, plan)
             with step("publish"):
@@ -88,10 +91,16 @@ def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
             raise
         with step("mark_committed"):
             crashpoint("mark_committed.before")
-            journal.status = COMMITTED
-            journal.write_fast(layout)
-            crashpoint("mark_committed.status_written")
-            undo.finish(layout, journal, sweep_staging=True, sweep_tmp=False)
+            try:
+                journal.status = COMMITTED
+                journal.write_fast(layout)
+                crashpoint("mark_committed.status_written")
+                undo.finish(layout, journal, sweep_staging=True, sweep_tmp=False)
+            except OSError as exc:
+                # The transaction has happened; only its cleanup failed. The
+                # journal stays, and the next lock holder finishes the cleanup.
+                log.warning("%s committed; cleaning up after it failed (%s); the next "
+                            "openkb command finishes it", changes.op, exc)
             crashpoint("mark_committed.after")
     return CommitOutcome(journal.txid, [d.name for d in changes.added], plan.removed_names,
                          step_ms)

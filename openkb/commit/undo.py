@@ -30,7 +30,10 @@ def roll_back(layout: KBLayout, journal: Journal, *, keep_staged: bool) -> None:
         target = layout.resolve(action["target"], areas=JOURNAL_WRITABLE_AREAS)
         kind = action["kind"]
         if kind == "publish":
-            if os.path.lexists(target):
+            stash = action.get("after_stash")
+            if stash and not os.path.lexists(journal.backup_path(layout, stash)):
+                pass  # the old file was never moved aside: the target is still it
+            elif os.path.lexists(target):
                 staged = layout.resolve(action["staged"], areas=_STAGING_AREA)
                 if keep_staged and staged.parent.is_dir() and not os.path.lexists(staged):
                     fsio.replace(target, staged, sync=False)

@@ -34,6 +34,8 @@ def describe_failure(exc: BaseException, memory_mb: int | None) -> str:
         return f"ran out of memory while converting{limit}"
     if isinstance(exc, RecursionError):
         return "too deeply nested to convert"
+    if isinstance(exc, OSError):
+        return f"cannot stage it: {exc.strerror or exc}"
     return f"converter error: {type(exc).__name__}: {exc}"[:500]
 
 
