@@ -187,7 +187,7 @@ class _AddRun:
             self._pipeline(scan.entries)
         finally:
             _despite_interrupts(self.preparer.close)
-            _despite_interrupts(lambda: fsio.remove_tree(self.staging_root, sync=False))
+            _despite_interrupts(lambda: _discard_staging(self.staging_root))
 
     def _pipeline(self, entries) -> None:
         registry = self.kb.registry
@@ -297,7 +297,7 @@ class _AddRun:
                     self._commit_docs([doc], 0.0)
                 return
             self._fail(FileFailure(docs[0].seq, docs[0].display, str(exc)))
-            fsio.remove_tree(Path(docs[0].staging_dir), sync=False)
+            _discard_staging(Path(docs[0].staging_dir))
             return
         for doc in docs:
             (self.report.updated if doc.replaces else self.report.added).append(
@@ -317,7 +317,7 @@ class _AddRun:
         holder = registry.name_by_sha(doc.sha256)
         if holder is not None:
             self._skip(Skipped(doc.display, "duplicate", holder))
-            fsio.remove_tree(Path(doc.staging_dir), sync=False)
+            _discard_staging(Path(doc.staging_dir))
             return False
         if doc.replaces and not registry.name_taken(doc.replaces):
             doc.replaces = None  # removed meanwhile: this is a plain add now
@@ -418,3 +418,13 @@ def _despite_interrupts(cleanup: Callable[[], None]) -> None:
             return
         except KeyboardInterrupt:
             continue
+
+
+def _discard_staging(path: Path) -> None:
+    """Staging is scratch space: failing to delete it (a full disk, EIO) is
+    no reason to fail the ingest; recovery sweeps what is left."""
+    try:
+        fsio.remove_tree(path, sync=False)
+    except OSError as exc:
+        logging.getLogger("openkb").warning("could not remove %s (%s); the next openkb "
+                                            "command sweeps it", path, exc.strerror or exc)

@@ -155,3 +155,36 @@ def test_an_injected_errno_is_the_one_reported(template: dict, tmp_path: Path,
         api.remove(str(kb), ["alpha"], Progress())
     assert caught.value.__cause__.errno == errno.EIO
     assert "rolled back" in str(caught.value)
+
+
+@pytest.mark.parametrize("second", ["truncate:EIO:1", "replace:EIO:1", "unlink:EIO:1"])
+def test_a_failing_rollback_is_finished_by_the_next_command(
+        template: dict, tmp_path: Path, second: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Double fault: the transaction fails, then so does its rollback. The
+    journal stays, and the next command rolls back for good."""
+    double_faults = 0
+    for n in range(1, MAX_CALLS):
+        kb = tmp_path / f"kb-{n}"
+        shutil.copytree(template["kb"], kb)
+        before = tree_hash(kb)
+        monkeypatch.setenv("OPENKB_FAULT", f"fsync:EIO:{n},{second}")
+        fsio.configure_from_env()
+        try:
+            api.remove(str(kb), ["alpha", "beta"], Progress())
+            raised = False
+        except OpenKBError:
+            raised = True
+        rules_fired = fsio._faults.rules if fsio._faults else []
+        first_fired = rules_fired[0][3] >= rules_fired[0][2]
+        second_fired = rules_fired[1][3] >= rules_fired[1][2]
+        monkeypatch.delenv("OPENKB_FAULT")
+        fsio.configure_from_env()
+        if not first_fired:
+            break
+        if raised:
+            api.list_documents(str(kb), Progress())  # the next command recovers
+            assert tree_hash(kb) == before
+            double_faults += second_fired
+        verify_ok(kb)
+        shutil.rmtree(kb)
+    assert double_faults > 0
