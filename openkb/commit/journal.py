@@ -103,15 +103,15 @@ class Journal:
             data = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
             raise JournalRefused(
-                f"journal {path} is unreadable ({exc})",
+                f"refusing journal {path}: it is unreadable ({exc})",
                 hint="move it out of .openkb/journal after checking the KB with `openkb verify`",
             ) from exc
         if not isinstance(data, dict):
-            raise JournalRefused(f"journal {path} is not a JSON object")
+            raise JournalRefused(f"refusing journal {path}: it is not a JSON object")
         if data.get("version") != JOURNAL_VERSION:
             raise JournalRefused(
-                f"journal {path} has version {data.get('version')!r}; this openkb understands "
-                f"version {JOURNAL_VERSION}",
+                f"refusing journal {path}: it has version {data.get('version')!r}, and this "
+                f"openkb understands version {JOURNAL_VERSION}",
                 hint="finish it with the openkb version that wrote it",
             )
         try:
@@ -126,7 +126,7 @@ class Journal:
                 pid=int(data.get("pid", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise JournalRefused(f"journal {path} is missing a field: {exc}") from exc
+            raise JournalRefused(f"refusing journal {path}: it lacks a field ({exc})") from exc
         validate(layout, journal, path)
         return journal
 
