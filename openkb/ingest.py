@@ -374,7 +374,6 @@ class _AddRun:
 
     def _terminal(self, event: str, error: BaseException | None) -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         exit_code = (EXIT_INTERRUPTED if event == "cancelled"
                      else getattr(error, "exit_code", EXIT_SOME_FAILED) if event == "error"
                      else self.report.exit_code)
@@ -390,7 +389,8 @@ class _AddRun:
             skipped_by_reason=skipped_by_reason,
             phase_busy_ms=self.report.phase_ms,
             max_rss_mib=round(usage.ru_maxrss / 1024, 1),
-            max_worker_rss_mib=round(children.ru_maxrss / 1024, 1),
+            # Workers are the fork server's children, not ours: they report it.
+            max_worker_rss_mib=round(self.preparer.peak_rss_mib if self.preparer else 0.0, 1),
             wall_ms=round(self.report.wall_s * 1000, 1),
             exit_code=exit_code,
             error=None if error is None else f"{type(error).__name__}: {error}"[:1000],

@@ -40,14 +40,17 @@ def scan_inputs(
     on_progress: Callable[[int], None] | None = None,
 ) -> ScanResult:
     result = ScanResult()
-    seen_files: set[tuple[int, int]] = set()
+    seen_files: dict[tuple[int, int], str] = {}
     kb_real = os.path.realpath(kb_root)
 
     def add_file(path: str, display: str, st: os.stat_result) -> None:
+        """``path`` is what to open (a followed symlink's target), ``display``
+        what the user named."""
         key = (st.st_dev, st.st_ino)
-        if key in seen_files:
-            return  # named twice (overlapping inputs, hard links): one entry
-        seen_files.add(key)
+        if key in seen_files:  # named twice: overlapping inputs, hard or sym links
+            result.skipped.append(Skipped(display, "duplicate-in-run", seen_files[key]))
+            return
+        seen_files[key] = display
         if not is_supported(path):
             result.skipped.append(Skipped(display, "unsupported"))
             return
@@ -65,7 +68,7 @@ def scan_inputs(
         if stat.S_ISDIR(st.st_mode):
             _walk(arg, kb_real, follow_symlinks, add_file, result)
         elif stat.S_ISREG(st.st_mode):
-            add_file(arg, arg, st)
+            add_file(os.path.realpath(arg), arg, st)  # named explicitly: followed
         else:
             result.skipped.append(Skipped(arg, "special"))
     if on_progress is not None:
@@ -93,7 +96,7 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
             continue
         subdirs: list[str] = []
         for entry in children:
-            path = entry.path
+            path = target = entry.path
             if entry.name.startswith("."):
                 result.skipped.append(Skipped(path, "hidden"))
                 continue
@@ -103,11 +106,11 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
                     if not follow_symlinks:
                         result.skipped.append(Skipped(path, "symlink"))
                         continue
-                    real = os.path.realpath(path)
-                    if not _inside(real, top_real) or _inside(real, kb_real):
+                    target = os.path.realpath(path)
+                    if not _inside(target, top_real) or _inside(target, kb_real):
                         result.skipped.append(Skipped(path, "symlink", "points outside the input"))
                         continue
-                    st = os.stat(path)
+                    st = os.stat(target)
             except OSError as exc:
                 result.failed.append(FileFailure(-1, path, f"cannot read: {exc.strerror}"))
                 continue
@@ -119,9 +122,9 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
                 visited_dirs.add(key)
                 if _inside(os.path.realpath(path), kb_real):
                     continue
-                subdirs.append(path)
+                subdirs.append(target)
             elif stat.S_ISREG(st.st_mode):
-                add_file(path, path, st)
+                add_file(target, path, st)
             else:
                 result.skipped.append(Skipped(path, "special"))
         stack.extend(reversed(subdirs))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 
+from openkb.prepare.inline import strip_inline_markup
+
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n.*?\n(?:---|\.\.\.)[ \t]*\n", re.DOTALL)
 _NOT_PROSE = re.compile(r"^\s*(#|>|[-*+]\s|\d+[.)]\s|\||```|~~~|!\[|<|\[\^|=+\s*$|-+\s*$)")
-_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_MARKS = re.compile(r"(\*\*|__|\*|`)")
-_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>|<=~])")
 _WORDS = re.compile(r"\w+")
 LEAD_SCAN_CHARS = 200_000
 
@@ -29,8 +28,9 @@ def lead_paragraph(markdown: str, limit: int = 600) -> str:
             continue
         if in_fence or _NOT_PROSE.match(lines[0]) or lines[0].startswith(("    ", "\t")):
             continue
-        prose = " ".join(" ".join(lines).split())
-        prose = _ESCAPE.sub(r"\1", _MARKS.sub("", _LINK.sub(r"\1", prose)))
+        # Only the start of a block can become the lead; cutting it first also
+        # keeps the link pattern linear on 100,000 unclosed brackets.
+        prose = strip_inline_markup(" ".join(lines)[: limit * 4])
         if len(_WORDS.findall(prose)) < 4:
             continue
         if len(prose) <= limit:

@@ -14,20 +14,18 @@ from markdown_it import MarkdownIt
 
 from openkb.model import OutlineEntry
 from openkb.prepare.converted import Converted
+from openkb.prepare.inline import strip_inline_markup
 
 _PARSER = MarkdownIt("commonmark", {"maxNesting": 20}).disable("inline")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _FM_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
-_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_MARKS = re.compile(r"[*_`~]+|<[^>]{0,200}>")
 MAX_FRONT_MATTER = 10_000
+MAX_HEADING_CHARS = 1_000
 
 
 def plain_inline(text: str) -> str:
     """Heading text without inline markup: links become their text."""
-    text = _LINK.sub(r"\1", text)
-    text = _MARKS.sub("", text)
-    return " ".join(text.split())
+    return strip_inline_markup(text[:MAX_HEADING_CHARS])
 
 
 def front_matter_title(text: str) -> str | None:

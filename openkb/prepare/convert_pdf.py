@@ -14,7 +14,7 @@ import logging
 import re
 
 from pypdf import PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError
+from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 
 from openkb.errors import FileRejected
 from openkb.model import OutlineEntry
@@ -123,6 +123,9 @@ def convert_pdf(data: bytes) -> Converted:
             text = _clean(page.extract_text() or "").strip()
         except FileNotDecryptedError:
             raise FileRejected("encrypted PDF: a password is required to read it") from None
+        except LimitReachedError as exc:
+            raise FileRejected(f"page {number} decompresses past pypdf's safety limit "
+                               f"(a decompression bomb?): {_short(exc)}") from None
         except Exception:
             unreadable += 1
             text = ""

@@ -63,6 +63,7 @@ class WorkerPool:
         self._timeout_s = timeout_s
         self._memory_mb = memory_mb
         self._on_event = on_event
+        self.peak_rss_mib = 0.0  # the largest peak RSS a worker reported
         self._workers = [self._spawn(i) for i in range(jobs)]
 
     def _spawn(self, index: int) -> _Worker:
@@ -125,6 +126,7 @@ class WorkerPool:
                         self._on_event(message[1])
                 elif message[0] == "result":
                     finished.append(Finished(message[2], message[3]))
+                    self.peak_rss_mib = max(self.peak_rss_mib, message[5])
                     worker.tasks.popleft()
                     worker.started = time.monotonic()
                     if message[4]:  # the worker quits after a MemoryError
@@ -196,6 +198,8 @@ class InProcessPreparer:
     Python, so the alarm interrupts them); the memory limit is not, because
     capping this process would cap the commit path too.
     """
+
+    peak_rss_mib = 0.0  # no workers: the main process's own RSS is the figure
 
     def __init__(self, limits: PrepareLimits, *, timeout_s: float,
                  on_event: EventSink | None) -> None:

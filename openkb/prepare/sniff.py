@@ -76,4 +76,4 @@ def _binary(sample: bytes) -> bool:
     if not sample:
         return False
     controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
-    return sample.count(0) > len(sample) // 100 or controls > len(sample) // 10
+    return sample.count(0) > len(sample) // 20 or controls > len(sample) // 10

@@ -82,6 +82,7 @@ def worker_main(conn: Connection, worker: int, limits: PrepareLimits, memory_mb:
             fatal = isinstance(exc, MemoryError)  # the heap may be unusable: start afresh
         dur_ms = round((time.perf_counter() - start) * 1000, 3)
         event(task, "done", dur_ms=dur_ms, outcome=outcome, bytes=task.size)
-        conn.send(("result", task.seq, result, dur_ms, fatal))
+        peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        conn.send(("result", task.seq, result, dur_ms, fatal, peak_rss_mib))
         if fatal:
             return
