@@ -144,5 +144,9 @@ class KBLock:
             }
         )
         tmp = self.layout.lock_holder_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(record)
-        os.replace(tmp, self.layout.lock_holder_path)
+        try:
+            tmp.write_bytes(record)
+            os.replace(tmp, self.layout.lock_holder_path)
+        except OSError:  # a full disk: waiters just cannot name us
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
