@@ -16,6 +16,7 @@ raises KeyboardInterrupt, the commit in flight rolls back.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import resource
@@ -37,7 +38,7 @@ from openkb.errors import (
 )
 from openkb.kb import KB, WaitCallback
 from openkb.lock import Holder
-from openkb.model import FileFailure, PreparedDocument, Skipped
+from openkb.model import FileFailure, PreparedDocument, PrepareTask, Skipped
 from openkb.prefilter import NameReservations, prefilter
 from openkb.prepare.pool import Finished, InProcessPreparer, WorkerPool
 from openkb.prepare.stage import PrepareLimits, rename_prepared
@@ -51,6 +52,9 @@ log = logging.getLogger("openkb.timing")
 HEARTBEAT_S = float(os.environ.get("OPENKB_HEARTBEAT_S", "10"))
 # A prepared document waits at most this long for its commit group to fill.
 MAX_GROUP_WAIT_S = 0.5
+# Hashing ahead (to find the costliest files) pauses after this long when a
+# worker is idle and there is something to give it.
+LOOKAHEAD_SLICE_S = 0.05
 
 
 class _StopWaiting(Exception):
@@ -122,6 +126,8 @@ class _AddRun:
         self.prefilter_ms: dict[int, float] = {}
         self.last_progress = time.monotonic()
         self.reservations = NameReservations(self.layout, kb.registry)
+        self.in_parallel = False
+        self.cost_seen = 0
 
     # -- the run -------------------------------------------------------------
     def execute(self, inputs: list[str]) -> AddReport:
@@ -177,6 +183,7 @@ class _AddRun:
                                key_terms=self.config.key_terms_per_doc)
         on_event = self.progress.forward if self.progress.active else None
         workers = min(self.jobs, len(scan.entries))
+        self.in_parallel = workers > 1
         if workers > 1:
             self.preparer = WorkerPool(workers, limits, timeout_s=self.config.convert_timeout_s,
                                        memory_mb=self.config.worker_memory_mb, on_event=on_event)
@@ -202,14 +209,21 @@ class _AddRun:
         window_bytes = self.config.prepare_buffer_mb * 1048576
         pending_bytes = 0
         sizes: dict[int, int] = {}
-        pending: deque[int] = deque()  # submitted, not yet committed, in scan order
+        pending: deque[int] = deque()  # prefiltered, not yet committed, in scan order
+        # Files go to workers in scan order, except that a costly one jumps
+        # ahead (see _dispatch_rank): a 100-page PDF started early finishes
+        # while the small files around it are converted, not at the end.
+        unsubmitted: list[tuple[float, int, PrepareTask]] = []
         finished: dict[int, Finished] = {}
         exhausted = False
         ready_since: float | None = None
         while not self.cancel.stop_requested:
             self._collect(preparer, finished, timeout=0)
-            while (not exhausted and preparer.free_slots() > 0 and len(pending) < window
-                   and (pending_bytes < window_bytes or not pending)):
+            fill_until = time.monotonic() + LOOKAHEAD_SLICE_S
+            while (not exhausted and len(pending) < window
+                   and (pending_bytes < window_bytes or not pending)
+                   and not (unsubmitted and preparer.free_slots()
+                            and time.monotonic() > fill_until)):
                 item = next(tasks, None)
                 if item is None:
                     exhausted = True
@@ -224,10 +238,13 @@ class _AddRun:
                     self.progress.emit("prefilter", "point", "prefilter", file=entry.display,
                                        doc=outcome.name,
                                        outcome="update" if outcome.replaces else "new")
-                    preparer.submit(outcome)
+                    heapq.heappush(unsubmitted, (self._dispatch_rank(outcome), entry.seq,
+                                                 outcome))
                     pending.append(entry.seq)
                     sizes[entry.seq] = entry.size
                     pending_bytes += entry.size
+            while unsubmitted and preparer.free_slots() > 0:
+                preparer.submit(heapq.heappop(unsubmitted)[2])
             if exhausted and not pending:
                 break
             ready = _ready_prefix(pending, finished, self.config.commit_group_size)
@@ -257,6 +274,17 @@ class _AddRun:
                 self._commit_group(group)
         if self.cancel.stop_requested:
             self.report.interrupted = True
+
+    def _dispatch_rank(self, task: PrepareTask) -> float:
+        """Scan position, less as many positions as the file costs average
+        files: the commit order wants the head first, the wall clock wants
+        the long conversions started early."""
+        if not self.in_parallel:
+            return task.seq
+        cost = _estimated_cost(task)
+        self.cost_seen += cost
+        average = self.cost_seen / (task.seq + 1)
+        return task.seq - cost / average
 
     def _collect(self, preparer: WorkerPool | InProcessPreparer,
                  finished: dict[int, Finished], timeout: float) -> None:
@@ -397,6 +425,12 @@ class _AddRun:
         )
 
 
+
+
+def _estimated_cost(task: PrepareTask) -> int:
+    """Bytes, weighted by how slow the converter is per byte (PDF text
+    extraction is several times slower than parsing Markdown)."""
+    return task.size * (4 if task.kind == "pdf" else 1)
 
 
 def _ready_prefix(pending: deque[int], finished: dict[int, Finished], limit: int) -> int:

@@ -17,9 +17,11 @@ durable, and what recovery does if the process dies during or after it:
    old size. *Crash:* rollback restores each image that exists; a target
    whose image does not exist yet was not touched.
 3. **publish** — removed documents' files are renamed into the backup dir
-   (O(1), undoable); staged raw/source/summary files are fsynced and renamed
-   into place. Backup dirs are fsynced before the dirs they were taken from,
-   so a power cut can leave a file under two names, never under none.
+   (O(1), undoable); staged raw/source/summary files (fsynced by the prepare
+   stage that wrote them, so their data is already durable) are renamed
+   into place, and every directory that changed is fsynced once. Backup dirs
+   are fsynced before the dirs they were taken from, so a power cut can
+   leave a file under two names, never under none.
    *Crash:* rollback moves stashed files back and deletes published ones.
 4. **index** — inside ``BEGIN IMMEDIATE``, chunks are deleted/inserted in the
    FTS5 index. Nothing is durable yet; SQLite discards it on a crash.

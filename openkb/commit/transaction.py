@@ -154,9 +154,9 @@ def _publish(layout: KBLayout, plan: Plan) -> None:
             fsio.replace(target, attic, sync=False)
             backup_dirs.add(attic.parent)
         else:
-            staged = layout.root / action["staged"]
-            fsio.fsync_file(staged)
-            fsio.replace(staged, target, sync=False)
+            # The staged file's data was fsynced by the prepare stage that
+            # wrote it; only the new name needs making durable.
+            fsio.replace(layout.root / action["staged"], target, sync=False)
         target_dirs.add(target.parent)
     # Where a file went, before where it came from.
     fsio.fsync_dirs(backup_dirs)
