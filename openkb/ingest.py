@@ -223,7 +223,7 @@ class _AddRun:
             while (not exhausted and len(pending) < window
                    and (pending_bytes < window_bytes or not pending)
                    and not (unsubmitted and preparer.free_slots()
-                            and time.monotonic() > fill_until)):
+                            and (not self.in_parallel or time.monotonic() > fill_until))):
                 item = next(tasks, None)
                 if item is None:
                     exhausted = True
