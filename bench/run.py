@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class RunResult:
     wall_s: float
+    cpu_s: float  # user + system of openkb and every process under it
     events: list[dict]
     peak_rss_mib: float
     returncode: int
@@ -72,6 +74,7 @@ def add(kb: Path, inputs: list[Path], *, jobs: int, jsonl: Path | None = None,
             jsonl.unlink()
         args += ["--progress-jsonl", str(jsonl)]
     args += ["add", "--jobs", str(jobs), *map(str, inputs)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -80,6 +83,8 @@ def add(kb: Path, inputs: list[Path], *, jobs: int, jsonl: Path | None = None,
     sampler.start()
     _, err = proc.communicate()
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     stop.set()
     sampler.join()
     if proc.returncode not in (0, 1):
@@ -87,7 +92,7 @@ def add(kb: Path, inputs: list[Path], *, jobs: int, jsonl: Path | None = None,
     events = []
     if jsonl is not None:
         events = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    return RunResult(wall, events, peak[0], proc.returncode)
+    return RunResult(wall, cpu, events, peak[0], proc.returncode)
 
 
 def median(values: list[float]) -> float:

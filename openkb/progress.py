@@ -32,8 +32,17 @@ Listener = Callable[[dict[str, Any]], None]
 _process = psutil.Process()
 
 
+_RSS_EVERY_S = 0.1
+_rss_cache = [0.0, -1.0]  # value, monotonic time it was read
+
+
 def rss_mib() -> float:
-    return round(_process.memory_info().rss / 1048576, 1)
+    """This process's RSS, read at most every 100 ms: events come in bursts of
+    dozens per document, and psutil costs more than the rest of an event."""
+    now = time.monotonic()
+    if now - _rss_cache[1] >= _RSS_EVERY_S:
+        _rss_cache[:] = [round(_process.memory_info().rss / 1048576, 1), now]
+    return _rss_cache[0]
 
 
 def new_run_id() -> str:

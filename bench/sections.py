@@ -1,0 +1,130 @@
+"""The measurements. Each returns rows: (metric, value, target or "")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import corpus
+from bench.run import ROOT, add, fresh_kb, median
+
+SHARED = ROOT.parent / "shared" / "corpus"
+CORES = os.cpu_count() or 1
+Row = tuple[str, str, str]
+
+
+def _floor_s(inputs: list[Path]) -> float:
+    out = subprocess.run([sys.executable, "-m", "bench.floor", *map(str, inputs)],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return float(out.stdout.strip())
+
+
+def speedup(out: Path, runs: int, quick: bool) -> list[Row]:
+    """jobs=1 against jobs=2 on the real corpora, and wall against the floor."""
+    pdfs, rfcs = SHARED / "pdf-sample-files", SHARED / "md-rfcs"
+    if not pdfs.is_dir() or not rfcs.is_dir():
+        return [("shared corpora", f"absent at {SHARED}: skipped", "")]
+    sets = {"PDF samples": [pdfs], "PDF samples + RFCs": [pdfs, rfcs]}
+    rows: list[Row] = []
+    for label, inputs in sets.items():
+        walls: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(1 if quick else runs):
+            for jobs in (1, 2):
+                kb = fresh_kb(out / f"kb-speedup-{jobs}")
+                walls[jobs].append(add(kb, inputs, jobs=jobs).wall_s)
+        one, two = median(walls[1]), median(walls[2])
+        floor = _floor_s(inputs) / CORES
+        rows += [
+            (f"{label}: wall, --jobs 1", f"{one:.2f} s", ""),
+            (f"{label}: wall, --jobs 2", f"{two:.2f} s", ""),
+            (f"{label}: speedup jobs 2 / jobs 1", f"{one / two:.2f}x", ">= 1.7x"),
+            (f"{label}: conversion floor (CPU / {CORES} cores)", f"{floor:.2f} s", ""),
+            (f"{label}: wall jobs 2 / floor", f"{two / floor:.2f}", "<= 1.25"),
+        ]
+    return rows
+
+
+def _commit_ms_per_doc(out: Path, kb: Path, batch: Path) -> float:
+    result = add(kb, [batch], jobs=2, jsonl=out / "commit.jsonl")
+    return result.phase_ms("commit") / max(result.committed, 1)
+
+
+def scale(out: Path, runs: int, quick: bool) -> list[Row]:
+    """Commit cost per document with 100 vs N documents in the KB; the big add."""
+    big = 1_000 if quick else 10_000
+    gen = corpus.generate(out / "gen", big + 2 * 200 + 100)
+    files = range(big), range(big, big + 100), range(big + 100, big + 300)
+    base_big = corpus.subset(gen, files[0], out / f"set-{big}")
+    base_small = corpus.subset(gen, files[1], out / "set-100")
+    batch = corpus.subset(gen, files[2], out / "set-batch")
+    kb_big = fresh_kb(out / "kb-big")
+    result = add(kb_big, [base_big], jobs=2, jsonl=out / "big.jsonl")
+    terminal = result.terminal or {}
+    rows: list[Row] = [
+        (f"add of {big:,} generated docs: wall", f"{result.wall_s:.1f} s", ""),
+        (f"add of {big:,} generated docs: rate", f"{result.committed / result.wall_s:.0f} docs/s",
+         ""),
+        (f"add of {big:,} generated docs: peak RSS, all processes",
+         f"{result.peak_rss_mib:.0f} MiB", "flat"),
+        (f"add of {big:,} generated docs: peak RSS main / worker",
+         f"{terminal.get('max_rss_mib', 0):.0f} / {terminal.get('max_worker_rss_mib', 0):.0f} "
+         "MiB", ""),
+    ]
+    small_costs, big_costs = [], []
+    for _ in range(1 if quick else runs):
+        kb_small = fresh_kb(out / "kb-small")
+        add(kb_small, [base_small], jobs=2)
+        small_costs.append(_commit_ms_per_doc(out, kb_small, batch))
+        subprocess.run(["cp", "-a", str(kb_big), str(out / "kb-big-copy")], check=True)
+        big_costs.append(_commit_ms_per_doc(out, out / "kb-big-copy", batch))
+        subprocess.run(["rm", "-rf", str(out / "kb-big-copy")], check=True)
+    small, large = median(small_costs), median(big_costs)
+    rows += [
+        ("commit cost per doc, KB of 100", f"{small:.2f} ms", ""),
+        (f"commit cost per doc, KB of {big:,}", f"{large:.2f} ms", ""),
+        (f"commit cost ratio {big:,} / 100", f"{large / small:.2f}", "<= 1.5"),
+    ]
+    return rows
+
+
+def jsonl_overhead(out: Path, runs: int, quick: bool) -> list[Row]:
+    """Wall time is at the mercy of a shared machine; CPU time, summed over
+    the processes, is the steadier measure of what telemetry costs."""
+    gen = corpus.generate(out / "gen-300", 300, seed=7)
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    cpus: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(3 if quick else 7):
+        for on in (False, True):
+            kb = fresh_kb(out / "kb-jsonl")
+            result = add(kb, [gen], jobs=2, jsonl=out / "j.jsonl" if on else None)
+            walls[on].append(result.wall_s)
+            cpus[on].append(result.cpu_s)
+    off, on = median(walls[False]), median(walls[True])
+    cpu_off, cpu_on = median(cpus[False]), median(cpus[True])
+    return [("300 docs, JSONL off: wall / CPU", f"{off:.2f} s / {cpu_off:.2f} s", ""),
+            ("300 docs, JSONL on: wall / CPU", f"{on:.2f} s / {cpu_on:.2f} s", ""),
+            ("JSONL overhead, wall", f"{(on / off - 1) * 100:+.1f} %", "< 3 %"),
+            ("JSONL overhead, CPU", f"{(cpu_on / cpu_off - 1) * 100:+.1f} %", "< 3 %")]
+
+
+def group_commit(out: Path, runs: int, quick: bool) -> list[Row]:
+    count = 300 if quick else 2_000
+    gen = corpus.subset(corpus.generate(out / "gen", count), range(count),
+                        out / f"set-group-{count}")
+    rows: list[Row] = []
+    for size in (1, 4, 16, 64):
+        walls, per_doc = [], []
+        for _ in range(1 if quick else runs):
+            kb = fresh_kb(out / "kb-group", f"commit_group_size: {size}\n")
+            result = add(kb, [gen], jobs=2, jsonl=out / "group.jsonl")
+            walls.append(result.wall_s)
+            per_doc.append(result.phase_ms("commit") / max(result.committed, 1))
+        rows.append((f"{count:,} docs, commit_group_size {size}",
+                     f"{median(walls):.2f} s wall, {median(per_doc):.2f} ms commit/doc", ""))
+    return rows
+
+
+SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit}
