@@ -16,7 +16,6 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,6 +26,8 @@ from rich.progress import (
 )
 from rich.progress import Progress as Bars
 from rich.text import Text
+
+from openkb.cli.render import safe
 
 PLAIN_EVERY_S = 15.0
 
@@ -48,7 +49,11 @@ class RunState:
         """Update from one event; True if the phase changed."""
         event, kind = record.get("event"), record.get("kind")
         if "counts" in record and isinstance(record["counts"], dict):
+            # The main process counts a prepared file when it collects it;
+            # worker events arrive first, so keep whichever is ahead.
+            prepared = self.counts.get("prepared", 0)
             self.counts.update(record["counts"])
+            self.counts["prepared"] = max(prepared, self.counts.get("prepared", 0))
         changed = False
         if event == "phase" and record.get("phase") != self.phase:
             self.phase = record["phase"]
@@ -60,7 +65,7 @@ class RunState:
                 self.preparing[record.get("worker")] = record.get("file", "")
             elif kind == "done":
                 self.preparing.pop(record.get("worker"), None)
-                self.counts["prepared"] = self.counts.get("prepared", 0)
+                self.counts["prepared"] = self.counts.get("prepared", 0) + 1
         elif event == "commit" and kind == "start":
             doc = record.get("doc")
             self.committing = doc if isinstance(doc, str) else ", ".join(map(str, doc or []))
@@ -150,11 +155,11 @@ class LiveView:
         self._bars.update(self._committed, completed=c.get("committed", 0), total=total)
         lines = []
         for worker, file in sorted(self.state.preparing.items(), key=lambda kv: str(kv[0])):
-            lines.append(f"[cyan]prepare[/] (worker {worker}): {escape(str(file))}")
+            lines.append(f"[cyan]prepare[/] (worker {worker}): {safe(str(file))}")
         if self.state.committing:
-            lines.append(f"[green]commit[/]: {escape(self.state.committing)}")
+            lines.append(f"[green]commit[/]: {safe(self.state.committing)}")
         if self.state.waiting_for:
-            lines.append(f"[yellow]waiting for lock held by {escape(self.state.waiting_for)}[/]")
+            lines.append(f"[yellow]waiting for lock held by {safe(self.state.waiting_for)}[/]")
         rate, _ = self.state.rate_and_eta()
         lines.append(f"[dim]{self.state.phase} · {rate:.1f} docs/s · skipped "
                      f"{c.get('skipped', 0)} · failed {c.get('failed', 0)}[/]")
