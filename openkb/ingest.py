@@ -347,8 +347,12 @@ class _AddRun:
             self._skip(Skipped(doc.display, "duplicate", holder))
             _discard_staging(Path(doc.staging_dir))
             return False
-        if doc.replaces and not registry.name_taken(doc.replaces):
-            doc.replaces = None  # removed meanwhile: this is a plain add now
+        if doc.replaces:
+            replaced = registry.document(doc.replaces)
+            if replaced is None or replaced.origin != doc.origin:
+                # Removed meanwhile (perhaps its name reused for another file):
+                # this is a plain add now.
+                doc.replaces = None
         if not doc.replaces and registry.name_taken(doc.name):
             # Another process took the name since the prefilter reserved it.
             self.reservations.reserved.discard(doc.name)

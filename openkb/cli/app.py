@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from openkb.cli.session import (
     stdout,
 )
 from openkb.crashpoints import CRASHPOINTS
-from openkb.errors import EXIT_OK, VerifyFailed
+from openkb.errors import EXIT_INTERRUPTED, EXIT_OK, VerifyFailed
 
 app = typer.Typer(
     name="openkb",
@@ -337,7 +338,14 @@ def debug_tree_hash(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    app(prog_name="openkb")
+    try:
+        app(prog_name="openkb")
+    except KeyboardInterrupt:  # a Ctrl-C outside any command's own handling
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        # One more Ctrl-C while the interpreter shuts down must not turn a
+        # clean exit 130 into death by SIGINT.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
