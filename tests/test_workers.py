@@ -144,6 +144,13 @@ def _wait_for_commit(jsonl: Path, timeout: float = 60) -> None:
     raise AssertionError("no commit happened")
 
 
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE  # a zombie has exited
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _clean_hash(tmp_path: Path, docs: Path) -> str:
     clean = tmp_path / "clean"
     assert run_openkb("init", str(clean)).returncode == 0
@@ -171,7 +178,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, presses: int)
     assert 0 < len(_names(kb)) < 400
     assert not any((kb / ".openkb" / "staging").iterdir())
     time.sleep(0.5)
-    assert workers and not [w for w in workers if w.is_running()]  # none left behind
+    assert workers and not [w for w in workers if _alive(w)]  # none left behind
     _verify(kb)
     assert run_openkb("--kb", str(kb), "add", str(docs)).returncode == 0
     assert len(_names(kb)) == 400
