@@ -14,9 +14,27 @@ import re
 from openkb.model import Chunk
 
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t#]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 PATH_SEPARATOR = " › "
+
+
+def track_fence(fence: str | None, line: str) -> tuple[str | None, bool]:
+    """(the code fence open after ``line``, whether ``line`` opened or closed
+    one), given the fence open before it. CommonMark's rules: a closing fence
+    is the opening character, at least as many times, and nothing else."""
+    match = _FENCE.match(line)
+    if match is None:
+        return fence, False
+    marker, rest = match.groups()
+    if fence is None:
+        if marker[0] == "`" and "`" in rest:  # an inline code span, not a fence
+            return None, False
+        return marker, True
+    if marker[0] == fence[0] and len(marker) >= len(fence) and not rest.strip():
+        return None, True
+    return fence, False
 
 
 def _atx_headings(lines: list[str]) -> list[tuple[int, int, int, str]]:
@@ -24,18 +42,14 @@ def _atx_headings(lines: list[str]) -> list[tuple[int, int, int, str]]:
     found = []
     fence: str | None = None
     for number, line in enumerate(lines):
-        fence_match = _FENCE.match(line)
-        if fence_match:
-            marker = fence_match.group(1)
-            if fence is None:
-                fence = marker[0] * 3
-            elif marker.startswith(fence):
-                fence = None
+        fence, is_fence_line = track_fence(fence, line)
+        if is_fence_line or fence is not None:
             continue
-        heading = None if fence is not None else _HEADING.match(line)
+        heading = _HEADING.match(line)
         if heading:
-            found.append((number, number + 1, len(heading.group(1)),
-                          " ".join((heading.group(2) or "").split())))
+            # Converters escape text that looks like markup: "1\. Intro" reads "1. Intro".
+            title = _BACKSLASH_ESCAPE.sub(r"\1", heading.group(2) or "")
+            found.append((number, number + 1, len(heading.group(1)), " ".join(title.split())))
     return found
 
 

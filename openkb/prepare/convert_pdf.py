@@ -44,6 +44,9 @@ def _open(data: bytes) -> PdfReader:
     except (DependencyError, NotImplementedError) as exc:
         raise FileRejected(f"PDF uses a feature openkb cannot read ({_short(exc)})") from None
     except Exception as exc:  # pypdf raises many types on malformed input
+        if b"%%EOF" not in data[-2048:]:
+            raise FileRejected("malformed PDF: truncated (no end-of-file marker; was the copy "
+                               f"or download cut short?) ({_short(exc)})") from None
         raise FileRejected(f"malformed PDF ({_short(exc)})") from None
     if reader.is_encrypted:
         try:
@@ -115,7 +118,7 @@ def convert_pdf(data: bytes) -> Converted:
     if not pages:
         raise FileRejected("PDF has no pages")
     title = _title(reader)
-    sections = [f"# {title}"] if title else []
+    sections = [f"# {escape_text(title)}"] if title else []
     texts = 0
     unreadable = 0
     for number, page in enumerate(pages, 1):

@@ -1,7 +1,8 @@
 """Bytes to text for the text formats (Markdown, plain text, HTML).
 
-BOMs decide first (UTF-8, UTF-16, UTF-32); then strict UTF-8; then, for
-legacy files, cp1252, and latin-1 as the decoder that never fails.
+BOMs decide first (UTF-8, UTF-16, UTF-32); then strict UTF-8; then UTF-8
+with replacement characters if most non-ASCII text is well-formed UTF-8;
+then, for legacy files, cp1252, and latin-1 as the decoder that never fails.
 BOM-less UTF-16 is recognised by its NULs. The result has ``\\n`` newlines
 and no NUL or other C0 control characters but tab and newline: search
 snippets use two of them as markers, and NULs break every tool downstream.
@@ -47,6 +48,22 @@ def detect_encoding(data: bytes) -> tuple[str, int]:
     return "utf-8", 0
 
 
+def _legacy_or_damaged_utf8(body: bytes) -> str:
+    """Bytes that are not valid UTF-8: UTF-8 with a few bad bytes (a
+    truncated download, one pasted cp1252 character) keeps its UTF-8, with
+    U+FFFD for the bad bytes; otherwise a legacy single-byte encoding."""
+    as_utf8 = body.decode("utf-8", errors="replace")
+    damaged = as_utf8.count("\ufffd")
+    non_ascii = len(as_utf8) - len(as_utf8.encode("ascii", errors="ignore"))
+    well_formed = non_ascii - damaged
+    if well_formed > damaged:
+        return as_utf8
+    try:
+        return body.decode("cp1252")
+    except UnicodeDecodeError:
+        return body.decode("latin-1")
+
+
 def decode_text(data: bytes) -> str:
     codec, skip = detect_encoding(data)
     body = data[skip:]
@@ -54,10 +71,7 @@ def decode_text(data: bytes) -> str:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            try:
-                text = body.decode("cp1252")
-            except UnicodeDecodeError:
-                text = body.decode("latin-1")
+            text = _legacy_or_damaged_utf8(body)
     else:
         text = body.decode(codec, errors="replace")
     text = text.replace("\r\n", "\n").replace("\r", "\n")

@@ -40,14 +40,36 @@ def detect_kind_by_name(path: str) -> tuple[str, str]:
     return KIND_BY_EXTENSION[ext], ext
 
 
+# Formats a text file is often confused with, by their first bytes.
+_BINARY_MAGIC = (
+    (b"%PDF-", "a PDF"),
+    (b"PK\x03\x04", "a ZIP archive (.docx, .epub, .odt are ZIPs)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Microsoft Office file"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x7fELF", "a program (ELF)"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+)
+
+
+def _binary_format(head: bytes) -> str | None:
+    for magic, name in _BINARY_MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
 def _looks_like(head: bytes) -> str:
     stripped = head.lstrip().lower()
     if stripped.startswith(b"%pdf-"):
         return "a PDF"
     if stripped.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
         return "HTML"
-    if stripped.startswith(b"pk\x03\x04"):
-        return "a ZIP archive"
+    named = _binary_format(head)
+    if named:
+        return named
     if b"\x00" in head:
         return "binary data"
     return "text"
@@ -62,7 +84,7 @@ def detect_kind(path: str, head: bytes) -> tuple[str, str]:
             raise FileRejected(f"named {ext} but is not a PDF (looks like {_looks_like(head)})")
         return kind, ext
     codec, _ = detect_encoding(head)
-    if codec == "utf-8" and _binary(head[:4096]):
+    if _binary_format(head) or (codec == "utf-8" and _binary(head[:4096])):
         raise FileRejected(f"named {ext} but holds binary data (looks like {_looks_like(head)})")
     return kind, ext
 

@@ -1,10 +1,12 @@
 """Key terms of a document, with no model and no network.
 
-Candidates are words (four letters or more) and two-word phrases of words
-that are not stop words. A candidate scores its frequency; phrases weigh
-more than words (they name things), and an occurrence in a heading or the
-title weighs more than one in running text. A term must occur twice, or be
-in a heading or the title, to count. Code blocks, URLs and link targets are
+Candidates are words (four letters or more; "self-attention" is one word)
+and two-word phrases of words that are not stop words. A candidate scores
+its frequency; phrases weigh more than words (they name things), and an
+occurrence in a heading or the title weighs more than one in running text.
+A term must occur twice, or be in a heading or the title, to count; a word
+must also occur twice outside the commonest phrase that holds it, so
+"attention heads" does not bring "heads" along. Code blocks, URLs and link targets are
 ignored. Only the first :data:`MAX_ANALYSED_CHARS` characters are read:
 enough to characterise a document, and it bounds time and memory on a
 50 MB file.
@@ -22,10 +24,12 @@ PHRASE_WEIGHT = 2.5
 HEADING_WEIGHT = 3.0
 MIN_OCCURRENCES = 2
 
-_FENCED = re.compile(r"^ {0,3}(```|~~~).*?(?:^ {0,3}\1[^\n]*$|\Z)", re.MULTILINE | re.DOTALL)
+# A fence closes on a line of the same character, at least as long (CommonMark).
+_FENCED = re.compile(r"^ {0,3}((?P<ch>[`~])(?P=ch){2,}).*?(?:^ {0,3}\1(?P=ch)*[ \t]*$|\Z)",
+                     re.MULTILINE | re.DOTALL)
 _URL = re.compile(r"https?://\S+|www\.\S+|\]\([^)]*\)")
 _HEADING_LINE = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*)$", re.MULTILINE)
-_WORD = re.compile(r"[^\W\d_]{2,}")
+_WORD = re.compile(r"[^\W\d_]{2,}(?:-[^\W\d_]+)*")
 _BREAK = re.compile(r"[.!?;:,()\[\]{}\"|\n]+")
 
 
@@ -49,6 +53,16 @@ def _count(text: str, counts: Counter[str]) -> None:
             previous = word if content else None
 
 
+def _commonest_phrase_counts(occurrences: Counter[str]) -> dict[str, int]:
+    """For each word, how often the commonest phrase holding it occurs."""
+    best: dict[str, int] = {}
+    for term, count in occurrences.items():
+        if " " in term:
+            for word in term.split(" "):
+                best[word] = max(best.get(word, 0), count)
+    return best
+
+
 def key_terms(markdown: str, title: str, n: int) -> list[str]:
     text = _clean(markdown)
     occurrences: Counter[str] = Counter()
@@ -57,11 +71,14 @@ def key_terms(markdown: str, title: str, n: int) -> list[str]:
     for heading in _HEADING_LINE.findall(text):
         _count(heading, emphasised)
     _count(title, emphasised)
+    in_phrases = _commonest_phrase_counts(occurrences)
     scores: list[tuple[float, str]] = []
     for term, count in occurrences.items():
         # Once in running text is chance; twice, or in a heading, is a theme.
         if count < MIN_OCCURRENCES and term not in emphasised:
             continue
+        if count - in_phrases.get(term, 0) < MIN_OCCURRENCES and term not in emphasised:
+            continue  # the word is there as part of a phrase, which is the term
         weight = PHRASE_WEIGHT if " " in term else 1.0
         scores.append((weight * (count + emphasised[term] * (HEADING_WEIGHT - 1)), term))
     scores.sort(key=lambda st: (-st[0], st[1]))
