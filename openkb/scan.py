@@ -9,6 +9,9 @@
 - FIFOs, sockets and devices are skipped by ``lstat``, without opening them
   (opening a FIFO blocks).
 - The walk is iterative, so nesting depth is not bounded by the stack.
+- A name that is not valid UTF-8 (a legacy archive's ``caf\\xe9.md``) fails
+  that file, or that directory, with a reason: every later stage stores and
+  prints names as UTF-8. Reported names escape the bad bytes.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from openkb.model import FileFailure, ScanEntry, Skipped
 from openkb.prepare.sniff import is_supported
 
 SCAN_PROGRESS_EVERY = 1000
+NOT_UTF8_FILE = "file name is not valid UTF-8: rename it to add it"
+NOT_UTF8_DIR = "directory name is not valid UTF-8: rename it to add the files in it"
 
 
 @dataclass
@@ -46,6 +51,9 @@ def scan_inputs(
     def add_file(path: str, display: str, st: os.stat_result) -> None:
         """``path`` is what to open (a followed symlink's target), ``display``
         what the user named."""
+        if not _utf8_name(path) or not _utf8_name(display):
+            result.failed.append(FileFailure(-1, display, NOT_UTF8_FILE))
+            return
         key = (st.st_dev, st.st_ino)
         if key in seen_files:  # named twice: overlapping inputs, hard or sym links
             result.skipped.append(Skipped(display, "duplicate-in-run", seen_files[key]))
@@ -68,11 +76,18 @@ def scan_inputs(
         if stat.S_ISDIR(st.st_mode):
             _walk(arg, kb_real, follow_symlinks, add_file, result)
         elif stat.S_ISREG(st.st_mode):
-            add_file(os.path.realpath(arg), arg, st)  # named explicitly: followed
+            real = os.path.realpath(arg)  # named explicitly: followed
+            if _inside(real, kb_real):
+                result.skipped.append(Skipped(arg, "hidden", "inside the knowledge base"))
+            else:
+                add_file(real, arg, st)
         else:
             result.skipped.append(Skipped(arg, "special"))
     if on_progress is not None:
         on_progress(len(result.entries))
+    result.skipped = [replace(s, display=_shown(s.display), detail=_shown(s.detail))
+                      for s in result.skipped]
+    result.failed = [replace(f, display=_shown(f.display)) for f in result.failed]
     return result
 
 
@@ -82,7 +97,13 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
     if _inside(top_real, kb_real):
         result.skipped.append(Skipped(top, "hidden", "the knowledge base itself"))
         return
-    visited_dirs = {_dir_key(top)}
+    # The KB is found by its inode, not by resolving every directory's path:
+    # realpath costs one lstat per level, quadratic in a deep tree.
+    try:
+        kb_key: tuple[int, int] | None = _dir_key(kb_real)
+    except OSError:
+        kb_key = None
+    visited_dirs = {_dir_key(top): top}  # (dev, inode) -> the path it was walked as
     # Depth-first, children in sorted order: a stack of iterators would do,
     # but a stack of pending paths (pushed in reverse) keeps it simple.
     stack: list[str] = [top]
@@ -107,7 +128,11 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
                         result.skipped.append(Skipped(path, "symlink"))
                         continue
                     target = os.path.realpath(path)
-                    if not _inside(target, top_real) or _inside(target, kb_real):
+                    if _inside(target, kb_real):
+                        result.skipped.append(Skipped(path, "symlink",
+                                                      "points into the knowledge base"))
+                        continue
+                    if not _inside(target, top_real):
                         result.skipped.append(Skipped(path, "symlink", "points outside the input"))
                         continue
                     st = os.stat(target)
@@ -117,10 +142,14 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
             if stat.S_ISDIR(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if key in visited_dirs:
-                    result.skipped.append(Skipped(path, "symlink", "directory loop"))
+                    result.skipped.append(_seen_dir(path, target, visited_dirs[key]))
                     continue
-                visited_dirs.add(key)
-                if _inside(os.path.realpath(path), kb_real):
+                visited_dirs[key] = path
+                if key == kb_key:
+                    result.skipped.append(Skipped(path, "hidden", "the knowledge base itself"))
+                    continue
+                if not _utf8_name(path) or not _utf8_name(target):
+                    result.failed.append(FileFailure(-1, path, NOT_UTF8_DIR))
                     continue
                 subdirs.append(target)
             elif stat.S_ISREG(st.st_mode):
@@ -128,6 +157,33 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
             else:
                 result.skipped.append(Skipped(path, "special"))
         stack.extend(reversed(subdirs))
+
+
+def _seen_dir(path: str, target: str, first: str) -> Skipped:
+    """A directory reached a second time: through a symlink (a loop, or an
+    alias), or for real after a followed symlink got there first."""
+    if path == target:
+        return Skipped(path, "duplicate-in-run", f"already scanned through {first}")
+    if _inside(os.path.realpath(os.path.dirname(path)), target):
+        return Skipped(path, "symlink", "directory loop")
+    return Skipped(path, "symlink", f"same directory as {first}")
+
+
+def _utf8_name(path: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (Python keeps them
+    as lone surrogates, which no UTF-8 encoder accepts)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path: str) -> str:
+    """``path`` as it can be printed and stored: bad bytes as ``\\xNN``."""
+    if _utf8_name(path):
+        return path
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
 def _dir_key(path: str) -> tuple[int, int]:
