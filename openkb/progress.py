@@ -9,11 +9,16 @@ needs anyway for the per-phase busy time in the final summary.
 A span emits ``kind=start`` before the work and ``kind=done`` with
 ``dur_ms`` in a ``finally``, so a failed step still closes its span (with
 ``outcome=error``).
+
+A listener that raises (a view printing to a closed pipe) is dropped with one
+warning: telemetry never fails the operation it describes, and an exception
+out of an event emitted inside a commit step would roll that commit back.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
@@ -30,6 +35,7 @@ TERMINAL_EVENTS = ("complete", "error", "cancelled")
 Listener = Callable[[dict[str, Any]], None]
 
 _process = psutil.Process()
+log = logging.getLogger("openkb.progress")
 
 
 _RSS_EVERY_S = 0.1
@@ -103,8 +109,17 @@ class Progress:
                               * 1000, 1),
             }
             stamped.update(record)
-            for listener in self.listeners:
-                listener(stamped)
+            for listener in tuple(self.listeners):
+                try:
+                    listener(stamped)
+                except (Exception, SystemExit) as exc:  # rich exits on a broken pipe
+                    self._drop(listener, exc)
+
+    def _drop(self, listener: Listener, exc: BaseException) -> None:
+        self.listeners.remove(listener)
+        log.warning("progress listener %s failed (%s: %s); going on without it",
+                    getattr(listener, "__qualname__", type(listener).__name__),
+                    type(exc).__name__, exc)
 
     @contextmanager
     def span(self, event: str, phase: str | None = None, **fields: Any) -> Iterator[dict]:
@@ -127,7 +142,12 @@ class Progress:
             self.phase_count[phase] += 1
             extra["dur_ms"] = round(dur_ms, 3)
             if self.listeners:
-                self.emit(event, "done", phase, outcome=outcome, **fields, **extra)
+                # The body's fields win over the start's (it may have learnt
+                # better), but not over the fact that it raised.
+                done = {"outcome": outcome, **fields, **extra}
+                if outcome == "error":
+                    done["outcome"] = "error"
+                self.emit(event, "done", phase, **done)
 
     def add_busy(self, phase: str, dur_ms: float) -> None:
         """Account time measured elsewhere (a worker's conversion)."""

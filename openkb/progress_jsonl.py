@@ -9,14 +9,17 @@ If an earlier crash left a torn last line, a newline is written first, so
 the torn line stays one bad line and the next record starts clean.
 
 Telemetry never fails an ingest: if the file cannot be opened or a write
-fails (full disk, EIO), ``warn`` is called once and events are dropped.
+fails (full disk, EIO, a short write), ``warn`` is called once and events are
+dropped from then on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -28,8 +31,11 @@ MAX_LINE = 4000
 _TRIMMABLE = ("error", "workers", "inputs", "doc", "file", "skipped_by_reason", "phase_busy_ms")
 
 
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
 def encode_line(record: dict[str, Any]) -> bytes:
-    line = orjson.dumps(record, default=str) + b"\n"
+    line = orjson.dumps(record, default=str, option=_OPTIONS) + b"\n"
     if len(line) <= MAX_LINE:
         return line
     record = dict(record)
@@ -38,7 +44,7 @@ def encode_line(record: dict[str, Any]) -> bytes:
             value = record[key]
             record[key] = value[:200] if isinstance(value, str) else "(trimmed)"
             record["trimmed"] = True
-            line = orjson.dumps(record, default=str) + b"\n"
+            line = orjson.dumps(record, default=str, option=_OPTIONS) + b"\n"
             if len(line) <= MAX_LINE:
                 return line
     return orjson.dumps({k: record[k] for k in ("schema", "run_id", "seq", "ts_ms", "t_ms",
@@ -66,8 +72,11 @@ class JsonlWriter:
 
     def _start_on_fresh_line(self) -> None:
         assert self._fd is not None
-        size = os.fstat(self._fd).st_size
-        if size:
+        info = os.fstat(self._fd)
+        size = info.st_size
+        # Only a regular file has a last line to look at (opening a FIFO or
+        # a terminal to read it would block or steal input).
+        if stat.S_ISREG(info.st_mode) and size:
             with open(self.path, "rb") as handle:
                 handle.seek(size - 1)
                 if handle.read(1) != b"\n":
@@ -85,15 +94,29 @@ class JsonlWriter:
             if self._fd is None:
                 continue
             try:
-                os.write(self._fd, encode_line(record))
+                line = encode_line(record)
+            except (TypeError, ValueError):  # a field orjson cannot encode: drop the event
+                continue
+            try:
+                written = os.write(self._fd, line)
             except OSError as exc:
                 self._fail(exc)
+                continue
+            if written != len(line):
+                # The disk filled mid-line: end the torn line, so whoever
+                # appends next starts a clean one, and stop.
+                with contextlib.suppress(OSError):
+                    os.write(self._fd, b"\n")
+                self._fail(OSError(errno.ENOSPC, "short write (disk full?)"))
 
     def _fail(self, exc: OSError) -> None:
         if not self._warned:
             self._warned = True
-            self._warn(f"cannot write progress events to {self.path}: {exc.strerror or exc}; "
-                       "the ingest goes on without them")
+            # The warning goes to stderr, which may itself be gone (rich
+            # raises SystemExit on a broken pipe).
+            with contextlib.suppress(Exception, SystemExit):
+                self._warn(f"cannot write progress events to {self.path}: "
+                           f"{exc.strerror or exc}; the ingest goes on without them")
         if self._fd is not None:
             fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):

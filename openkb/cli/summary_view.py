@@ -18,7 +18,12 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         console.print(f"[dim]{len(summary.runs_in_file)} runs in the file; --run picks one[/]")
     if term.get("counts"):
         counts = ", ".join(f"{k} {v}" for k, v in term["counts"].items())
-        console.print(f"counts: {counts}; exit code {term.get('exit_code')}")
+        console.print(f"counts: {safe(counts)}; exit code {term.get('exit_code')}")
+    if term.get("skipped_by_reason"):
+        reasons = ", ".join(f"{k} {v}" for k, v in term["skipped_by_reason"].items())
+        console.print(f"skipped by reason: {safe(reasons)}")
+    if term.get("error"):
+        console.print(f"[red]error:[/] {safe(str(term['error']))}")
     table = Table(title="time per phase", box=None)
     for column in ("phase", "count", "busy ms", "wall ms", "max ms"):
         table.add_column(column, justify="left" if column == "phase" else "right")
@@ -28,6 +33,9 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     console.print(table)
     console.print(f"lock wait: {summary.lock_wait_ms:,.1f} ms over {summary.lock_waits} "
                   "acquisitions")
+    if summary.heartbeats:
+        console.print(f"heartbeats: {summary.heartbeats}; longest time without progress "
+                      f"{summary.longest_stall_s:,.1f}s")
     if summary.slowest_files:
         slow = Table(title="slowest files (prepare)", box=None)
         slow.add_column("ms", justify="right")
