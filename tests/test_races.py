@@ -1,14 +1,30 @@
-"""Concurrent processes on one KB, some of them killed: the KB stays the
-result of some serial order of the commits that survived."""
+"""Concurrent processes on one KB, some of them SIGKILLed: the KB stays the
+result of some serial order of the commits that survived.
+
+Each iteration starts four real processes together on a copy of a template
+KB: three `openkb add` of overlapping folders (the same files reached through
+two arguments, the same content under other names, the same stem with other
+content) and one `openkb remove`. A seeded RNG kills some of them after a
+random short delay. Then `openkb list` recovers, and the KB must:
+
+- pass `verify`, hold no content twice and no name twice, and hold in raw/
+  only bytes that are one of the inputs;
+- agree with its log: replaying wiki/log.md's adds and removes in order gives
+  the registry's documents, and the log's transactions are the registry's;
+- equal a serial run of those commits: the same adds and removes, one at a
+  time in log order, on a fresh copy of the template give the same tree hash.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +36,8 @@ import psutil
 import pytest
 from conftest import ROOT, markdown_doc, run_openkb, tree_hash, write_tree
 
-from openkb import pages
+from openkb import api, pages
+from openkb.progress import Progress
 
 pytestmark = pytest.mark.xdist_group("races")
 
@@ -32,22 +49,43 @@ def _inputs(root: Path) -> dict[str, Path]:
     return {
         "base": write_tree(root / "base", {f"base{i}.md": markdown_doc(f"Base {i}", "base")
                                            for i in range(4)}),
-        # Overlapping: B and C hold some of A's contents under other names.
         "A": write_tree(root / "A", a),
-        "B": write_tree(root / "B", {**b, "copy-a1.md": a["a1.md"], "copy-a2.md": a["a2.md"]}),
-        "C": write_tree(root / "C", {**c, "again-a1.md": a["a1.md"], "again-b3.md": b["b3.md"]}),
+        # B and C hold some of A's contents under other names, and each has a
+        # notes.md of its own: the same stem, other content.
+        "B": write_tree(root / "B", {**b, "copy-a1.md": a["a1.md"], "copy-a2.md": a["a2.md"],
+                                     "notes.md": markdown_doc("B notes", "shared")}),
+        "C": write_tree(root / "C", {**c, "again-a1.md": a["a1.md"], "again-b3.md": b["b3.md"],
+                                     "notes.md": markdown_doc("C notes", "other")}),
     }
 
 
-def _replay_log(kb: Path) -> set[str]:
-    """The documents the log says exist, applying its lines in order."""
-    names: set[str] = set()
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- what the KB says about itself ------------------------------------------------------
+
+
+def _log_entries(kb: Path) -> list[tuple[str, str, str]]:
+    """(op, document name, txid) of each document line of wiki/log.md, in order."""
+    entries = []
     for line in (kb / "wiki" / "log.md").read_text().splitlines():
         parsed = pages.parse_log_line(line)
-        if parsed is None:
-            continue
-        _, op, subject, _ = parsed
-        name = subject.removeprefix("[[summaries/").partition("|")[0]
+        if parsed is not None and parsed[2].startswith("[[summaries/"):
+            _, op, subject, txid = parsed
+            entries.append((op, subject.removeprefix("[[summaries/").partition("|")[0], txid))
+    return entries
+
+
+def _transactions(kb: Path) -> dict[str, list[str]]:
+    with sqlite3.connect(f"file:{kb / '.openkb' / 'kb.sqlite'}?mode=ro", uri=True) as conn:
+        return {txid: json.loads(docs) for txid, docs in conn.execute(
+            "SELECT txid, docs FROM transactions")}
+
+
+def _replay(entries: list[tuple[str, str, str]]) -> set[str]:
+    names: set[str] = set()
+    for op, name, _ in entries:
         if op in ("add", "update"):
             names.add(name)
         elif op == "remove":
@@ -55,111 +93,314 @@ def _replay_log(kb: Path) -> set[str]:
     return names
 
 
-def _check_consistent(kb: Path, input_hashes: set[str]) -> None:
-    assert run_openkb("--kb", str(kb), "list").returncode == 0  # recovers
-    verified = run_openkb("--kb", str(kb), "verify")
-    assert verified.returncode == 0, verified.stdout
-    docs = json.loads(run_openkb("--kb", str(kb), "list", "--json").stdout)
-    shas = [d["sha256"] for d in docs]
-    assert len(shas) == len(set(shas)), "a document is in the KB twice"
-    assert set(shas) <= input_hashes
+class NamedAfterACrashedCommit(Exception):
+    """Known bug (pinned by test_a_name_held_only_by_a_crashed_commit_is_free):
+    a document got ``<base>-N`` because a killed commit's files held ``<base>``."""
+
+
+def _serial_run(template: Path, entries: list[tuple[str, str, str]], origins: dict[str, str],
+                where: Path) -> str:
+    """Tree hash of the template after the logged commits, one at a time."""
+    serial = where / "serial"
+    shutil.copytree(template, serial)
+    try:
+        for op, name, _ in entries:
+            if op == "add":
+                report = api.add(str(serial), [origins[name]], Progress(), jobs=1)
+                got = [n for n, _ in report.added]
+                if len(got) == 1 and name.startswith(got[0] + "-") and name.rpartition(
+                        "-")[2].isdigit():
+                    raise NamedAfterACrashedCommit(f"{name} where a serial run gives {got[0]}")
+                assert got == [name], (name, report)
+            else:
+                api.remove(str(serial), [name], Progress())
+        return tree_hash(serial)
+    finally:
+        shutil.rmtree(serial)
+
+
+def inconsistencies(kb: Path, template: Path, input_hashes: set[str], where: Path,
+                    known: list[str]) -> list[str]:
+    """Everything that is not as some serial order of the commits would leave it.
+    Symptoms of the known bugs pinned by xfail tests go to ``known`` instead."""
+    problems = []
+    listed = run_openkb("--kb", str(kb), "list")  # a real process finishes what was killed
+    if listed.returncode != 0:
+        return [f"list failed: {listed.stderr}"]
+    report = api.verify(str(kb), Progress())
+    if report.problems and {p.code for p in report.problems} == {"leftover"}:
+        # Known bug (test_list_after_a_crash_leaves_nothing_for_verify): `list`
+        # sweeps nothing when no journal is pending; the next writer does.
+        known.append(f"left over after `list`: {[p.path for p in report.problems]}")
+        run_openkb("--kb", str(kb), "recover")
+        report = api.verify(str(kb), Progress())
+    problems += [f"verify: {p.code} {p.path}: {p.message}" for p in report.problems]
+    docs = api.list_documents(str(kb), Progress())
+    shas = [d.sha256 for d in docs]
+    names = [d.name for d in docs]
+    if len(set(shas)) != len(shas):
+        problems.append("a content is in the KB twice")
+    if len(set(names)) != len(names):
+        problems.append("a name is in the KB twice")
+    if not set(shas) <= input_hashes:
+        problems.append("a document that is no input")
     for raw in (kb / "raw").iterdir():
-        assert hashlib.sha256(raw.read_bytes()).hexdigest() in input_hashes
-    assert {d["name"] for d in docs} == _replay_log(kb)
+        if _sha(raw) not in input_hashes:
+            problems.append(f"raw/{raw.name} is no input's bytes")
+    template_txids = set(_transactions(template))
+    entries = [e for e in _log_entries(kb) if e[2] not in template_txids]
+    if _replay(_log_entries(kb)) != set(names):
+        problems.append("replaying log.md does not give the registry's documents")
+    logged: dict[str, list[str]] = {}
+    for _, name, txid in entries:
+        logged.setdefault(txid, []).append(name)
+    committed = {t: sorted(d) for t, d in _transactions(kb).items() if t not in template_txids}
+    if {t: sorted(d) for t, d in logged.items()} != committed:
+        problems.append("log.md and the registry disagree on which commits happened")
+    if problems:
+        return problems
+    try:
+        serial = _serial_run(template, entries, {d.name: d.origin for d in docs}, where)
+    except NamedAfterACrashedCommit as misnamed:
+        known.append(str(misnamed))
+    else:
+        if serial != tree_hash(kb):
+            problems.append("the KB is not what a serial run of its commits gives")
+    return problems
+
+
+# -- processes ---------------------------------------------------------------------------
 
 
 def _start(kb: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "openkb", "--kb", str(kb), "--quiet", *args],
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENKB_")}
+    return subprocess.Popen([sys.executable, "-m", "openkb", "--kb", str(kb), *args],
+                            env={**env, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL an openkb process and its prepare workers, as a crash would."""
     try:
         children = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         children = []
     proc.send_signal(signal.SIGKILL)
     for child in children:
-        child.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def _holds_lock(kb: Path, pid: int) -> bool:
+    try:
+        return orjson.loads((kb / ".openkb" / "lock.holder.json").read_bytes())["pid"] == pid
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _kill_while_committing(kb: Path, proc: subprocess.Popen, rng: random.Random) -> None:
+    """SIGKILL ``proc`` a few milliseconds after it took the KB lock, that
+    is inside a commit (or give up waiting after a while and kill it anyway)."""
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _holds_lock(kb, proc.pid):
+            time.sleep(rng.uniform(0, 0.03))
+            break
+        time.sleep(0.002)
+    _kill_tree(proc)
+
+
+def _race(kb: Path, inputs: dict[str, Path], rng: random.Random, kill: bool) -> tuple[int,
+                                                                                       list[str]]:
+    """One iteration: (processes killed, problems with how the others ended).
+    Victims die either at a random moment or just inside one of their commits."""
+    procs = [_start(kb, "add", "--json", "--jobs", "2", str(inputs["A"])),
+             _start(kb, "add", "--json", "--jobs", "1", str(inputs["B"])),
+             _start(kb, "add", "--json", "--jobs", "2", str(inputs["C"]), str(inputs["A"])),
+             _start(kb, "--quiet", "remove", "base0", "base1")]
+    victims = rng.sample(procs, k=rng.randint(1, 2)) if kill else []
+    kill_at = time.monotonic() + rng.uniform(0.3, 2.5)
+    for victim in victims:
+        if rng.random() < 0.5:
+            _kill_while_committing(kb, victim, rng)
+        else:
+            time.sleep(max(0.0, kill_at - time.monotonic()))
+            _kill_tree(victim)
+    problems = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        if proc in victims and proc.returncode == -signal.SIGKILL:
+            continue
+        if proc.returncode != 0 or "Traceback" in err:
+            problems.append(f"{proc.args[5:]} exited {proc.returncode}: {err[-2000:]}")
+        elif "add" in proc.args and json.loads(out)["failed"]:
+            problems.append(f"{proc.args[5:]} failed files: {json.loads(out)['failed']}")
+    return sum(p.returncode == -signal.SIGKILL for p in victims), problems
+
+
+@pytest.fixture(scope="module")
+def race_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("races")
+    inputs = _inputs(root / "in")
+    template = root / "template"
+    api.init(str(template))
+    assert not api.add(str(template), [str(inputs["base"])], Progress(), jobs=1).failed
+    hashes = {_sha(p) for folder in inputs.values() for p in folder.iterdir()}
+    return {"inputs": inputs, "template": template, "hashes": hashes}
+
+
+def _iterations(race_world: dict, tmp_path: Path, count: int, seed: int) -> None:
+    rng = random.Random(seed)
+    inputs, template = race_world["inputs"], race_world["template"]
+    kills, recoveries, problems, known = 0, 0, [], []
+    for iteration in range(count):
+        kb = tmp_path / f"kb{iteration}"
+        shutil.copytree(template, kb)
+        killed, found = _race(kb, inputs, rng, kill=iteration % 4 != 3)
+        kills += killed
+        recoveries += any(kb.glob(".openkb/journal/*.json"))  # killed inside a commit
+        seen: list[str] = []
+        found += inconsistencies(kb, template, race_world["hashes"], tmp_path, seen)
+        # The survivors' work can always be completed: every content once.
+        for folder in ("A", "B", "C"):
+            added = run_openkb("--kb", str(kb), "add", str(inputs[folder]))
+            if added.returncode != 0:
+                found.append(f"completing {folder}: {added.stderr}")
+        found += inconsistencies(kb, template, race_world["hashes"], tmp_path, seen)
+        wanted = race_world["hashes"] - {_sha(p) for p in inputs["base"].iterdir()}
+        if not wanted <= {d.sha256 for d in api.list_documents(str(kb), Progress())}:
+            found.append("an input is missing after completing every folder")
+        problems += [f"iteration {iteration}: {p}" for p in found]
+        known += [f"iteration {iteration}: {k}" for k in dict.fromkeys(seen)]
+        shutil.rmtree(kb)
+    print(f"\nRACES {count} iterations, {kills} processes killed, {recoveries} left a "
+          f"journal to recover, {len(problems)} inconsistencies, {len(known)} symptoms of "
+          f"known bugs: {known}")
+    assert not problems, "\n".join(problems)
+
+
+def test_concurrent_adds_and_removes_with_a_kill(race_world: dict, tmp_path: Path) -> None:
+    _iterations(race_world, tmp_path, count=1, seed=7)
 
 
 @pytest.mark.heavy
-def test_concurrent_adds_and_removes_with_random_kills(tmp_path: Path) -> None:
-    inputs = _inputs(tmp_path / "in")
-    input_hashes = {hashlib.sha256(p.read_bytes()).hexdigest()
-                    for folder in inputs.values() for p in folder.iterdir()}
-    template = tmp_path / "template"
-    assert run_openkb("init", str(template)).returncode == 0
-    assert run_openkb("--kb", str(template), "add", str(inputs["base"])).returncode == 0
-    rng = random.Random(20261122)
-    kills = 0
-    for iteration in range(20):
-        kb = tmp_path / f"kb{iteration}"
-        shutil.copytree(template, kb)
-        procs = [_start(kb, "add", "--jobs", "2", str(inputs["A"])),
-                 _start(kb, "add", "--jobs", "1", str(inputs["B"])),
-                 _start(kb, "add", "--jobs", "2", str(inputs["C"]), str(inputs["A"])),
-                 _start(kb, "remove", "base0", "base1")]
-        victims = rng.sample(procs, k=rng.randint(0, 2))
-        time.sleep(rng.uniform(0.05, 1.2))
-        for victim in victims:
-            _kill_tree(victim)
-        kills += len(victims)
-        for proc in procs:
-            _, err = proc.communicate(timeout=120)
-            assert "Traceback" not in err, err
-            assert proc.returncode in (0, 2, -9), (proc.args, proc.returncode, err)
-        _check_consistent(kb, input_hashes)
-        # A survivor run completes the set: every distinct content once.
-        for folder in ("A", "B", "C"):
-            assert run_openkb("--kb", str(kb), "add", str(inputs[folder])).returncode == 0
-        _check_consistent(kb, input_hashes)
-        docs = json.loads(run_openkb("--kb", str(kb), "list", "--json").stdout)
-        new_contents = input_hashes - {hashlib.sha256(p.read_bytes()).hexdigest()
-                                       for p in inputs["base"].iterdir()}
-        assert new_contents <= {d["sha256"] for d in docs}
-        shutil.rmtree(kb)
-    print(f"20 iterations, {kills} processes killed, 0 inconsistencies")
+def test_concurrent_adds_and_removes_with_random_kills(race_world: dict, tmp_path: Path) -> None:
+    _iterations(race_world, tmp_path, count=20, seed=20261122)
 
 
-def test_lock_timeout_exits_3_and_changes_nothing(kb: Path, tmp_path: Path) -> None:
-    docs = write_tree(tmp_path / "d", {"one.md": markdown_doc("One", "apples")})
-    assert run_openkb("--kb", str(kb), "add", str(docs)).returncode == 0
+def test_the_consistency_check_catches_a_kb_that_is_no_serial_order(
+        race_world: dict, tmp_path: Path) -> None:
+    """The check above can fail: a document slipped in behind the log's back."""
+    kb = tmp_path / "kb"
+    shutil.copytree(race_world["template"], kb)
+    assert not api.add(str(kb), [str(race_world["inputs"]["A"] / "a0.md")], Progress()).failed
+    assert inconsistencies(kb, race_world["template"], race_world["hashes"], tmp_path, []) == []
+    log = kb / "wiki" / "log.md"
+    log.write_text("\n".join(line for line in log.read_text().splitlines()
+                             if "a0" not in line) + "\n")
+    assert "replaying log.md does not give the registry's documents" in inconsistencies(
+        kb, race_world["template"], race_world["hashes"], tmp_path, [])
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the prefilter (prefilter.NameReservations.taken) "
+                   "counts the files of an unrecovered, rolled-back commit as a taken name, and "
+                   "the commit (ingest._still_wanted) never gives the name back: the document "
+                   "is 'notes-2' in a KB without 'notes'")
+def test_a_name_held_only_by_a_crashed_commit_is_free(kb: Path, tmp_path: Path) -> None:
+    first = write_tree(tmp_path / "B", {"notes.md": markdown_doc("B notes", "bees")})
+    second = write_tree(tmp_path / "C", {"notes.md": markdown_doc("C notes", "seas")})
+    crashed = run_openkb("--kb", str(kb), "add", str(first),
+                         env={"OPENKB_CRASH_AT": "compile.after"})
+    assert crashed.returncode == -signal.SIGKILL
+    assert run_openkb("--kb", str(kb), "add", str(second)).returncode == 0
+    assert [d.name for d in api.list_documents(str(kb), Progress())] == ["notes"]
+
+
+# -- the lock --------------------------------------------------------------------------
+
+
+HOLD_LOCK = """
+import sys, time
+from openkb.layout import KBLayout
+from openkb.lock import KBLock
+lock = KBLock(KBLayout.at(sys.argv[1]), "openkb add")  # kept: collecting it would unlock
+lock.acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def held_by_another_process(kb: Path, tmp_path: Path):
+    """A real process holding the KB lock through openkb's own lock code,
+    which records it as the holder (as `openkb add` does while committing)."""
+    docs = write_tree(tmp_path / "d", {"one.md": markdown_doc("One", "apples", "pears"),
+                                       "two.md": markdown_doc("Two", "apples", "pears")})
+    assert not api.add(str(kb), [str(docs)], Progress(), jobs=1).failed
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(kb)],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_timeout_exits_3_names_the_holder_and_changes_nothing(
+        kb: Path, tmp_path: Path, held_by_another_process: subprocess.Popen) -> None:
     before = tree_hash(kb)
-    lock = filelock.FileLock(kb / ".openkb" / "lock")
-    with lock:
-        (kb / ".openkb" / "lock.holder.json").write_bytes(orjson.dumps({
-            "pid": os.getpid(), "command": "openkb add", "started": time.time(),
-            "acquired": time.time(), "process_created": psutil.Process().create_time()}))
-        for args in (["remove", "one"], ["add", str(write_tree(tmp_path / "e", {
-                "two.md": markdown_doc("Two", "pears")}))], ["recompile"]):
-            result = run_openkb("--kb", str(kb), "--lock-timeout", "0.5", *args)
-            assert result.returncode == 3, result.stderr
-            assert f"locked by openkb add (pid {os.getpid()}" in result.stderr
-            assert "gave up after 0.5s" in result.stderr
+    more = write_tree(tmp_path / "e", {"three.md": markdown_doc("Three", "pears")})
+    pid = held_by_another_process.pid
+    for args in (["remove", "one"], ["add", str(more)], ["recompile"], ["verify", "--repair"]):
+        started = time.monotonic()
+        result = run_openkb("--kb", str(kb), "--lock-timeout", "0.5", *args)
+        assert result.returncode == 3, (args, result.stdout, result.stderr)
+        assert f"locked by openkb add (pid {pid}, " in result.stderr, result.stderr
+        assert "gave up after 0.5s" in result.stderr and "Traceback" not in result.stderr
+        assert time.monotonic() - started < 30
     assert tree_hash(kb) == before
+    assert not os.listdir(kb / ".openkb" / "journal")
+    assert not os.listdir(kb / ".openkb" / "staging")
 
 
-def test_a_waiting_command_says_who_holds_the_lock(kb: Path) -> None:
+def test_the_lock_is_released_when_its_holder_is_killed(
+        kb: Path, held_by_another_process: subprocess.Popen) -> None:
+    held_by_another_process.kill()
+    held_by_another_process.wait()
+    result = run_openkb("--kb", str(kb), "--lock-timeout", "5", "remove", "one")
+    assert result.returncode == 0, result.stderr
+    assert [d.name for d in api.list_documents(str(kb), Progress())] == ["two"]
+
+
+def test_a_stale_holder_record_is_not_named(kb: Path) -> None:
+    """A record left by a dead process does not name it; the lock itself
+    (flock) is what counts."""
     with filelock.FileLock(kb / ".openkb" / "lock"):
         (kb / ".openkb" / "lock.holder.json").write_bytes(orjson.dumps({
-            "pid": os.getpid(), "command": "openkb add", "started": time.time(),
-            "acquired": time.time(), "process_created": psutil.Process().create_time()}))
-        waiting = subprocess.Popen(
-            [sys.executable, "-m", "openkb", "--kb", str(kb), "recompile"],
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+            "pid": 999_999, "command": "openkb ghost", "started": 0.0, "acquired": 0.0,
+            "process_created": 0.0}))
+        result = run_openkb("--kb", str(kb), "--lock-timeout", "0.3", "recompile")
+    assert result.returncode == 3
+    assert "ghost" not in result.stderr and "another openkb process" in result.stderr
+
+
+def test_a_waiting_command_says_who_holds_the_lock(
+        kb: Path, held_by_another_process: subprocess.Popen) -> None:
+    waiting = _start(kb, "recompile")
+    time.sleep(1.5)
+    held_by_another_process.kill()
+    held_by_another_process.wait()
     _, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, err
-    assert f"waiting for lock held by openkb add (pid {os.getpid()}, " in err
+    assert f"waiting for lock held by openkb add (pid {held_by_another_process.pid}, " in err
 
 
-def test_readers_are_not_blocked_by_a_writer(kb: Path, tmp_path: Path) -> None:
-    docs = write_tree(tmp_path / "d", {"one.md": markdown_doc("One", "apples")})
-    assert run_openkb("--kb", str(kb), "add", str(docs)).returncode == 0
-    with filelock.FileLock(kb / ".openkb" / "lock"):
-        for args in (["list"], ["search", "apples"], ["status"], ["show", "one"]):
-            result = run_openkb("--kb", str(kb), "--lock-timeout", "0.2", *args, timeout=20)
-            assert result.returncode == 0, (args, result.stderr)
+def test_readers_are_not_blocked_by_a_writer(
+        kb: Path, held_by_another_process: subprocess.Popen) -> None:
+    for args in (["list"], ["search", "apples"], ["status"], ["show", "one"]):
+        result = run_openkb("--kb", str(kb), "--lock-timeout", "0.2", *args, timeout=20)
+        assert result.returncode == 0, (args, result.stderr)
+    status = json.loads(run_openkb("--kb", str(kb), "status", "--json").stdout)
+    assert status["lock_holder"]["pid"] == held_by_another_process.pid
