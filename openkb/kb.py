@@ -18,7 +18,13 @@ from pathlib import Path
 
 from openkb import fsio, index_md, pages
 from openkb.config import DEFAULT_CONFIG_TEXT, Config, load_config
-from openkb.errors import JournalRefused, LockTimeout, NotAKnowledgeBase, UsageError
+from openkb.errors import (
+    JournalRefused,
+    LockTimeout,
+    NotAKnowledgeBase,
+    UnsafePath,
+    UsageError,
+)
 from openkb.layout import KBLayout
 from openkb.lock import Holder, KBLock
 from openkb.progress import Progress
@@ -26,6 +32,7 @@ from openkb.recovery import (
     RecoveryReport,
     drain_pending_journals,
     has_pending_journals,
+    leftover_paths,
     sweep_leftovers,
 )
 from openkb.registry import Registry
@@ -145,21 +152,26 @@ class KB:
             progress.emit("lock_released", "point", "lock")
 
     def _recover(self, progress: Progress) -> None:
+        # Draining needs no symlink check (each journaled path is resolved
+        # and refused if it leads out), and a refused journal is the first
+        # thing the user must hear about; the sweep deletes whole folders.
         drain_pending_journals(self.layout, self.registry, progress, self.recovery)
+        self.layout.check_no_symlinks()
         if not self._swept:
             sweep_leftovers(self.layout, self.recovery)
             self._swept = True
 
     def reader(self, progress: Progress) -> Registry:
-        """The registry for reading. If a crash left journals and nobody holds
-        the lock, finish them first, so the files match what we report."""
-        if has_pending_journals(self.layout):
+        """The registry for reading. If a crash left journals or leftovers and
+        nobody holds the lock, finish and sweep them first, so the files match
+        what we report and `verify` finds nothing after any command."""
+        if has_pending_journals(self.layout) or leftover_paths(self.layout):
             try:
                 with self.exclusive(progress, timeout=0):
                     pass
             except LockTimeout:
                 pass  # a live writer owns those journals; the registry is still consistent
-            except JournalRefused as exc:
+            except (JournalRefused, UnsafePath) as exc:
                 # Reading stays possible: the registry shows committed state.
                 log.warning("%s (%s)", exc, exc.hint)
         return self.registry

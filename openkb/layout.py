@@ -124,6 +124,32 @@ class KBLayout:
     LOG_REL = "wiki/log.md"
 
     # -- containment -------------------------------------------------------
+    def managed_paths(self) -> tuple[Path, ...]:
+        """The directories and shared files openkb writes into or through."""
+        return (self.raw_dir, self.attic_dir, self.wiki_dir, self.sources_dir,
+                self.summaries_dir, self.concepts_dir, self.index_md, self.log_md,
+                self.meta_dir, self.journal_dir, self.staging_dir, self.runs_dir,
+                self.quarantine_dir)
+
+    def check_no_symlinks(self) -> None:
+        """Raise UnsafePath if a managed path is a symlink.
+
+        Checked once per lock acquisition, before anything is written, rather
+        than on every write: a relocated ``raw/`` or a linked ``wiki/log.md``
+        would otherwise have every step (publish, append, sweep, quarantine)
+        write or delete through it, outside the KB.
+        """
+        for path in self.managed_paths():
+            if path.is_symlink():
+                raise UnsafePath(
+                    f"{self.rel(path)} in the KB {self.root} is a symlink (to "
+                    f"{os.readlink(path)}); openkb writes only inside the KB and will not "
+                    "write through it",
+                    hint=f"replace the link with the real {'file' if path.suffix else 'folder'} "
+                         f"(remove the link, then move its target to {path}) and run the "
+                         "command again",
+                )
+
     def rel(self, path: Path) -> str:
         return PurePosixPath(os.path.relpath(path, self.root)).as_posix()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from openkb import fsio
 from openkb.commit import undo
@@ -62,16 +63,11 @@ def drain_pending_journals(layout: KBLayout, registry: Registry, progress: Progr
     return report
 
 
-def sweep_leftovers(layout: KBLayout, report: RecoveryReport | None = None) -> RecoveryReport:
-    """Remove what no journal accounts for: backup dirs without a journal,
-    temp files in private dirs, staging and run records of dead processes.
-    Call only with no journal pending and the lock held."""
-    report = report or RecoveryReport()
-
-    def sweep(path) -> None:
-        fsio.remove_tree(path, sync=False)
-        report.swept.append(layout.rel(path))
-
+def leftover_paths(layout: KBLayout) -> list[Path]:
+    """What no journal accounts for: backup dirs without a journal, temp
+    files in private dirs, staging and run records of dead processes. Only
+    meaningful with no journal pending (a pending journal owns its backups)."""
+    found = []
     for directory in (layout.journal_dir, layout.meta_dir, layout.runs_dir):
         for entry in _entries(directory):
             path = directory / entry
@@ -79,10 +75,19 @@ def sweep_leftovers(layout: KBLayout, report: RecoveryReport | None = None) -> R
             temp = fsio.is_tmp_name(entry) or entry.endswith(".tmp")
             stale_run = directory == layout.runs_dir and not run_owner_alive(entry)
             if orphan_backup or temp or stale_run:
-                sweep(path)
-    for entry in _entries(layout.staging_dir):
-        if not run_owner_alive(entry):
-            sweep(layout.staging_dir / entry)
+                found.append(path)
+    found.extend(layout.staging_dir / entry for entry in _entries(layout.staging_dir)
+                 if not run_owner_alive(entry))
+    return found
+
+
+def sweep_leftovers(layout: KBLayout, report: RecoveryReport | None = None) -> RecoveryReport:
+    """Remove :func:`leftover_paths`. Call only with no journal pending and
+    the lock held."""
+    report = report or RecoveryReport()
+    for path in leftover_paths(layout):
+        fsio.remove_tree(path, sync=False)
+        report.swept.append(layout.rel(path))
     return report
 
 

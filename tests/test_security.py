@@ -208,9 +208,6 @@ def test_a_journal_naming_a_symlink_is_refused(filled: Path, victim: Path) -> No
     _refused(filled, victim, journal, "is a symlink")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the journal's backup dir (.openkb/journal/<txid>) "
-                   "is not checked for symlinks; rollback moves files out of the dir it "
-                   "points to into the KB")
 def test_a_symlinked_backup_dir_is_not_restored_from(filled: Path, victim: Path) -> None:
     (filled / ".openkb" / "journal" / TXID).symlink_to(victim)
     _journal(filled, actions=[{"kind": "stash", "target": "raw/stolen.md", "backup": "b1"}])
@@ -246,29 +243,14 @@ def _add_one(kb: Path, tmp_path: Path) -> list[str]:
 
 
 SYMLINKED_AREAS = [
-    pytest.param(".openkb/staging", lambda kb, tmp: ["recompile"], marks=pytest.mark.xfail(
-        strict=True, reason="bug: recovery's sweep (recovery.sweep_leftovers) deletes every "
-        "entry of the directory a symlinked .openkb/staging points to")),
-    pytest.param(".openkb/runs", _add_one, marks=pytest.mark.xfail(
-        strict=True, reason="bug: recovery's sweep deletes every entry of the directory a "
-        "symlinked .openkb/runs points to")),
-    pytest.param(".openkb/journal", _add_one, marks=pytest.mark.xfail(
-        strict=True, reason="bug: recovery's sweep deletes every subdirectory of the "
-        "directory a symlinked .openkb/journal points to, and journals are written there")),
-    pytest.param("wiki/concepts", lambda kb, tmp: ["recompile"], marks=pytest.mark.xfail(
-        strict=True, reason="bug: recompile writes concept pages through a symlinked "
-        "wiki/concepts and deletes the other .md files of the directory it points to")),
-    pytest.param("raw", _add_one, marks=pytest.mark.xfail(
-        strict=True, reason="bug: add publishes raw files through a symlinked raw/")),
-    pytest.param("attic", lambda kb, tmp: ["remove", "--keep-raw", "one"],
-                 marks=pytest.mark.xfail(strict=True, reason="bug: remove --keep-raw moves "
-                                         "the original through a symlinked attic/")),
-    pytest.param(".openkb/quarantine", _orphan_and_repair, marks=pytest.mark.xfail(
-        strict=True, reason="bug: verify --repair moves orphans through a symlinked "
-        ".openkb/quarantine")),
-    pytest.param("wiki/log.md", _add_one, marks=pytest.mark.xfail(
-        strict=True, reason="bug: add appends to the file a symlinked wiki/log.md points to "
-        "(fsio.append follows symlinks; planned targets are not resolved)")),
+    pytest.param(".openkb/staging", lambda kb, tmp: ["recompile"]),
+    pytest.param(".openkb/runs", _add_one),
+    pytest.param(".openkb/journal", _add_one),
+    pytest.param("wiki/concepts", lambda kb, tmp: ["recompile"]),
+    pytest.param("raw", _add_one),
+    pytest.param("attic", lambda kb, tmp: ["remove", "--keep-raw", "one"]),
+    pytest.param(".openkb/quarantine", _orphan_and_repair),
+    pytest.param("wiki/log.md", _add_one),
 ]
 
 
@@ -288,6 +270,8 @@ def test_a_symlinked_part_of_the_kb_is_not_written_through(
     result = run_openkb("--kb", str(filled), *args)
     assert "Traceback" not in result.stderr, result.stderr
     assert _snapshot(victim) == before, (result.returncode, result.stdout + result.stderr)
+    assert result.returncode == 1 and f"{area} in the KB" in result.stderr, result.stderr
+    assert "is a symlink" in result.stderr
     assert run_openkb("--kb", str(filled), "list").returncode == 0
 
 

@@ -146,6 +146,9 @@ def validate(layout: KBLayout, journal: Journal, path: Path) -> None:
         raise refuse("its file name does not match its txid")
     if journal.status not in (ACTIVE, COMMITTED):
         raise refuse(f"unknown status {journal.status!r}")
+    if journal.backup_dir(layout).is_symlink():
+        # Rollback moves files out of it into the KB.
+        raise refuse("its backup dir is a symlink")
     try:
         for staging in journal.staging:
             layout.resolve(staging, areas=(f"{layout.meta_dir.name}/staging",))
