@@ -68,6 +68,10 @@ class JournalRefused(OpenKBError):
     """
 
 
+class RecoveryFailed(OpenKBError):
+    """Finishing a crashed transaction failed (an I/O error); its journal is kept."""
+
+
 class CommitFailed(OpenKBError):
     """A transaction failed and was rolled back; the KB is as it was before it."""
 

@@ -35,7 +35,7 @@ from openkb.recovery import (
     leftover_paths,
     sweep_leftovers,
 )
-from openkb.registry import Registry
+from openkb.registry import Registry, open_for_reading
 
 log = logging.getLogger("openkb")
 
@@ -174,4 +174,6 @@ class KB:
             except (JournalRefused, UnsafePath) as exc:
                 # Reading stays possible: the registry shows committed state.
                 log.warning("%s (%s)", exc, exc.hint)
-        return self.registry
+        if self._registry is None:
+            self._registry = open_for_reading(self.layout.db_path)
+        return self._registry

@@ -58,6 +58,11 @@ class NameReservations:
         self.reserved.add(name)
         return name
 
+    def reserve_again(self, held: str, display: str) -> str:
+        """Give up ``held`` and reserve the name ``display`` gets now."""
+        self.reserved.discard(held)
+        return self.reserve(display)
+
 
 def prefilter(
     entries: list[ScanEntry],

@@ -19,6 +19,7 @@ from openkb import fsio
 from openkb.commit import undo
 from openkb.commit.journal import Journal, pending_journal_paths
 from openkb.crashpoints import crashpoint
+from openkb.errors import RecoveryFailed
 from openkb.layout import KBLayout
 from openkb.lock import run_owner_alive
 from openkb.progress import Progress
@@ -53,12 +54,21 @@ def drain_pending_journals(layout: KBLayout, registry: Registry, progress: Progr
         for path in paths:
             journal = Journal.load(layout, path)
             crashpoint("recovery.journal")
-            if registry.has_transaction(journal.txid):
-                undo.finish(layout, journal, sweep_staging=True, sweep_tmp=True)
-                report.rolled_forward.append(journal.txid)
-            else:
-                undo.roll_back(layout, journal, keep_staged=False)
-                report.rolled_back.append(journal.txid)
+            try:
+                if registry.has_transaction(journal.txid):
+                    undo.finish(layout, journal, sweep_staging=True, sweep_tmp=True)
+                    report.rolled_forward.append(journal.txid)
+                else:
+                    undo.roll_back(layout, journal, keep_staged=False)
+                    report.rolled_back.append(journal.txid)
+            except OSError as exc:
+                # Every undo step is idempotent, so the kept journal can be
+                # run again once the cause is gone.
+                raise RecoveryFailed(
+                    f"finishing the transaction of journal {path} failed: {exc}; "
+                    "the journal is kept and no command will write until it is finished",
+                    hint="fix the cause (free space, check the disk), then run `openkb recover`",
+                ) from exc
         crashpoint("recovery.after")
     return report
 

@@ -10,6 +10,7 @@ durable before it returns.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -134,6 +135,43 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+# Below this, SQLite cannot create its WAL and shared-memory files (32 KiB
+# and more) and writes fail: the open error is then the full disk's.
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+def open_for_reading(path: Path) -> Registry:
+    """The registry for a command that only reads.
+
+    A normal connection first (it sees a live writer's commits through the
+    WAL). If it cannot open, typically because a full disk leaves no room for
+    the WAL's shared-memory file, and no WAL is left over to replay, the file
+    is read as immutable: there is nothing newer than the main file to miss,
+    and no writer can commit on a disk without room for its WAL either.
+    """
+    try:
+        return Registry.open(path)
+    except OpenKBError:
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size:
+            raise
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError:
+            raise OpenKBError(f"cannot open the registry {path} to read it") from None
+        return Registry(conn)
+
+
 class Registry:
     """A connection to a KB's database. Writers use :meth:`write_transaction`."""
 
@@ -157,6 +195,14 @@ class Registry:
             conn = _connect(path, readonly=readonly)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
+            free = _free_bytes(path.parent)
+            if free is not None and free < _NEARLY_FULL_BYTES:
+                raise OpenKBError(
+                    f"cannot open the registry {path}: {exc}, because the disk is full "
+                    f"({free:,} bytes free where the KB lives)",
+                    hint="free some space on that disk, then run the command again "
+                         "(reading commands still work)",
+                ) from exc
             raise OpenKBError(
                 f"cannot open the registry {path}: {exc}",
                 hint="run `openkb verify` to see what is damaged",
@@ -190,6 +236,11 @@ class Registry:
 
     # -- reading -----------------------------------------------------------
     def document(self, name: str) -> DocumentRow | None:
+        if not name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:  # bytes from argv that are not UTF-8: no stored name
+                return None
         row = self.conn.execute(
             f"SELECT {_DOC_COLUMNS} FROM documents WHERE name = ?", (name,)
         ).fetchone()

@@ -422,8 +422,6 @@ def test_faults_during_recovery_leave_it_to_the_next_command(
     assert injected >= 2
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an I/O error while recovering a journal escapes "
-                   "as a raw OSError (a traceback from the CLI), not an openkb error")
 def test_an_io_error_while_recovering_is_reported_as_an_openkb_error(
         crashed: dict[str, Path], tmp_path: Path) -> None:
     kb = tmp_path / "kb"

@@ -137,11 +137,6 @@ def test_writers_on_a_full_disk_fail_and_change_nothing(
     assert _openkb(kb, "verify").returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: on a completely full disk even `list` fails: "
-                   "every command opens the registry read-write in WAL mode, SQLite cannot "
-                   "create kb.sqlite-wal/-shm, and the error says 'cannot open the registry: "
-                   "disk I/O error' with a hint to run verify (which fails the same way) "
-                   "instead of naming the full disk")
 def test_a_full_disk_is_named_and_reads_still_work(
         full_kb: tuple[Path, Path, dict[str, str]]) -> None:
     kb, _, _ = full_kb

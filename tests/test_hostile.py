@@ -453,10 +453,6 @@ def test_names_that_are_not_utf8_fail_alone(kb: Path, tmp_path: Path) -> None:
     assert {f["file"] for f in json.loads(result.stdout)["failed"]} == set(failures)
 
 
-@pytest.mark.xfail(reason="bug: `openkb show/remove NAME` with a NAME that is not valid UTF-8 "
-                          "ends in a UnicodeEncodeError traceback (registry.Registry.document "
-                          "binds it into SQLite), not in 'no document named ...' (exit 2)",
-                   strict=True)
 @pytest.mark.parametrize("command", ["show", "remove"])
 def test_a_document_name_that_is_not_utf8_is_an_unknown_document(kb: Path,
                                                                  command: str) -> None:

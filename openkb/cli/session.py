@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from openkb.errors import EXIT_INTERRUPTED, OpenKBError
+from openkb.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, OpenKBError
 from openkb.ingest import CancelToken
 from openkb.lock import Holder
 from openkb.progress import Progress
@@ -127,6 +127,14 @@ def reports_errors(fn: F) -> F:
             if exc.hint:
                 console.print(f"[dim]hint:[/] {exc.hint}")
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            # Commits and recovery turn their I/O errors into openkb errors;
+            # this is reading or setting up, where nothing was changed.
+            console = stderr()
+            console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+            console.print("[dim]hint:[/] check the path and the disk it is on; "
+                          "`openkb verify` checks the KB")
+            raise typer.Exit(EXIT_SOME_FAILED) from None
         except KeyboardInterrupt:
             stderr().print("[red]interrupted[/]")
             raise typer.Exit(EXIT_INTERRUPTED) from None
