@@ -2,7 +2,9 @@
 
 The CLI (``openkb.cli``) parses options, calls one of these, and renders what
 comes back; nothing here prints. Every function that changes the KB takes
-the exclusive lock (and so first finishes whatever a crash left behind).
+the exclusive lock (and so first finishes whatever a crash left behind), and
+runs inside :meth:`Progress.run`, so its events end with one terminal event
+saying how it ended (``add`` does so in :mod:`openkb.ingest`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from pathlib import Path
 
 from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths
-from openkb.errors import UnknownDocument, UsageError
+from openkb.errors import EXIT_OK, UnknownDocument, UsageError, VerifyFailed
 from openkb.ingest import AddReport, CancelToken, add_paths
 from openkb.kb import KB, WaitCallback, init_kb
 from openkb.lock import Holder, read_holder
-from openkb.progress import Progress
+from openkb.progress import Progress, RunOutcome
 from openkb.recovery import RecoveryReport
 from openkb.registry import DocumentRow, SearchHit
 from openkb.runs import RunRecord, live_runs
@@ -39,6 +41,16 @@ def _opened(kb_dir: str | None, command: str) -> Iterator[KB]:
         yield kb
     finally:
         kb.close()
+
+
+@contextmanager
+def _changing(kb_dir: str | None, command: str,
+              progress: Progress) -> Iterator[tuple[KB, RunOutcome]]:
+    """The KB, opened for a command that may change it, and the outcome its
+    terminal event reports: without that event, a reader of the stream
+    cannot tell a finished command from a killed one."""
+    with _opened(kb_dir, command) as kb, progress.run(command) as outcome:
+        yield kb, outcome
 
 
 @dataclass
@@ -77,7 +89,7 @@ def remove(kb_dir: str | None, docs: list[str], progress: Progress, *, dry_run: 
     """Remove documents in one transaction: all of them, or (on any error) none."""
     if not docs:
         raise UsageError("name at least one document to remove")
-    with _opened(kb_dir, "openkb remove") as kb, \
+    with _changing(kb_dir, "openkb remove", progress) as (kb, outcome), \
             kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait):
         rows = []
         for name in dict.fromkeys(docs):
@@ -88,11 +100,12 @@ def remove(kb_dir: str | None, docs: list[str], progress: Progress, *, dry_run: 
             rows.append(row)
         report = RemoveReport(rows, dry_run, keep_raw, recovery=kb.recovery)
         if not dry_run:
-            outcome = commit_changes(
+            committed = commit_changes(
                 kb.layout, kb.registry,
                 ChangeSet(op="remove", removed=[Removal(r.name, keep_raw) for r in rows]),
                 progress)
-            report.txid = outcome.txid
+            report.txid = committed.txid
+        outcome.fields.update(removed=len(rows), dry_run=dry_run, txid=report.txid)
         return report
 
 
@@ -186,18 +199,24 @@ def recompile(kb_dir: str | None, progress: Progress, *, lock_timeout: float | N
               on_lock_wait: WaitCallback | None = None) -> RecompileReport:
     """Re-render every summary, concept page and index.md from the registry,
     as one transaction."""
-    with _opened(kb_dir, "openkb recompile") as kb, \
+    with _changing(kb_dir, "openkb recompile", progress) as (kb, outcome), \
             kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait):
-        outcome = commit_changes(kb.layout, kb.registry,
-                                 ChangeSet(op="recompile", recompile=True), progress)
-        return RecompileReport(outcome.txid, kb.registry.count_documents())
+        committed = commit_changes(kb.layout, kb.registry,
+                                   ChangeSet(op="recompile", recompile=True), progress)
+        report = RecompileReport(committed.txid, kb.registry.count_documents())
+        outcome.fields.update(documents=report.documents, txid=report.txid)
+        return report
 
 
 def recover(kb_dir: str | None, progress: Progress, *, lock_timeout: float | None = None,
             on_lock_wait: WaitCallback | None = None) -> RecoveryReport:
-    with _opened(kb_dir, "openkb recover") as kb, \
+    with _changing(kb_dir, "openkb recover", progress) as (kb, outcome), \
             kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait):
-        return kb.recovery
+        report = kb.recovery
+        outcome.fields.update(rolled_back=len(report.rolled_back),
+                              rolled_forward=len(report.rolled_forward),
+                              swept=len(report.swept))
+        return report
 
 
 def verify(kb_dir: str | None, progress: Progress, *, repair: bool = False,
@@ -207,9 +226,14 @@ def verify(kb_dir: str | None, progress: Progress, *, repair: bool = False,
     # Without repair, verify looks at the KB as the last command left it:
     # it takes the lock (so no commit runs under it) but recovers nothing,
     # and reports pending journals as problems.
-    with _opened(kb_dir, "openkb verify") as kb, \
+    with _changing(kb_dir, "openkb verify", progress) as (kb, outcome), \
             kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait, recover=repair):
-        return verify_kb(kb.layout, kb.registry, progress, repair=repair)
+        report = verify_kb(kb.layout, kb.registry, progress, repair=repair)
+        # The exit code the CLI will use: it raises VerifyFailed on problems.
+        outcome.exit_code = EXIT_OK if report.ok else VerifyFailed.exit_code
+        outcome.fields.update(repair=repair, ok=report.ok, problems=len(report.problems),
+                              repaired=sum(p.repaired for p in report.problems))
+        return report
 
 
 def tree_hash(kb_dir: str | None, progress: Progress) -> str:

@@ -8,7 +8,10 @@ needs anyway for the per-phase busy time in the final summary.
 
 A span emits ``kind=start`` before the work and ``kind=done`` with
 ``dur_ms`` in a ``finally``, so a failed step still closes its span (with
-``outcome=error``).
+``outcome=error``). Likewise every command that changes the KB runs inside
+:meth:`Progress.run`: ``run start`` first, exactly one terminal event
+(``complete``, ``error`` or ``cancelled``) last, however it ends; a stream
+without one is a run that was killed.
 
 A listener that raises (a view printing to a closed pipe) is dropped with one
 warning: telemetry never fails the operation it describes, and an exception
@@ -20,14 +23,18 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import resource
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+
+from openkb.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Interrupted
 
 SCHEMA = "openkb.progress.v1"
 TERMINAL_EVENTS = ("complete", "error", "cancelled")
@@ -55,6 +62,16 @@ def new_run_id() -> str:
     """``<pid>-<process start, ms>-<random>``: also names the run's staging dir
     and status record, so recovery can tell whether their owner is alive."""
     return f"{os.getpid()}-{int(_process.create_time() * 1000)}-{os.urandom(3).hex()}"
+
+
+@dataclass
+class RunOutcome:
+    """What the body of :meth:`Progress.run` tells its terminal event: how
+    the command ended when it returns normally, and its own summary fields."""
+
+    exit_code: int = EXIT_OK
+    cancelled: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class Progress:
@@ -158,3 +175,36 @@ class Progress:
         assert event in TERMINAL_EVENTS
         self.emit(event, "terminal", "run", **fields)
 
+    @contextmanager
+    def run(self, command: str, **fields: Any) -> Iterator[RunOutcome]:
+        """Bracket a whole command with ``run start`` and its terminal event.
+
+        The terminal event is sent from a ``finally``, so an exception still
+        ends the run (as ``error``, or ``cancelled`` for Ctrl-C) and carries
+        the exit code the CLI will use."""
+        self.emit("run", "start", "run", command=command, **fields)
+        outcome = RunOutcome()
+        start = time.monotonic()
+        error: BaseException | None = None
+        try:
+            yield outcome
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if isinstance(error, KeyboardInterrupt | Interrupted):
+                event, exit_code = "cancelled", EXIT_INTERRUPTED
+            elif error is not None:
+                event, exit_code = "error", getattr(error, "exit_code", EXIT_SOME_FAILED)
+            else:
+                event = "cancelled" if outcome.cancelled else "complete"
+                exit_code = outcome.exit_code
+            self.terminal(event, **{
+                **outcome.fields,
+                "phase_busy_ms": {k: round(v, 1) for k, v in self.phase_busy_ms.items()},
+                "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                     1),
+                "wall_ms": round((time.monotonic() - start) * 1000, 1),
+                "exit_code": exit_code,
+                "error": None if error is None else f"{type(error).__name__}: {error}"[:1000],
+            })

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from conftest import markdown_doc, run_openkb, write_tree
 
 from openkb import api
+from openkb.errors import UsageError
 from openkb.progress import SCHEMA, Progress
 from openkb.progress_jsonl import MAX_LINE, JsonlWriter
 
@@ -142,6 +144,59 @@ def test_every_run_ends_with_one_terminal_event(kb: Path, tmp_path: Path, setup:
     assert result.returncode == code, result.stderr
     terminals = [e for e in _read(jsonl) if e["kind"] == "terminal"]
     assert [(t["event"], t["exit_code"]) for t in terminals] == [(event, code)]
+
+
+@pytest.mark.parametrize(("argv", "event", "code"), [
+    (["remove", "note-000"], "complete", 0),
+    (["remove", "--dry-run", "note-000"], "complete", 0),
+    (["remove", "no-such-note"], "error", 2),
+    (["recompile"], "complete", 0),
+    (["recover"], "complete", 0),
+    (["verify"], "complete", 0),
+    (["verify", "--repair"], "complete", 0),
+    (["--lock-timeout", "0.3", "recompile"], "error", 3),
+])
+def test_every_command_that_takes_the_lock_is_one_run(kb: Path, tmp_path: Path,
+                                                      argv: list[str], event: str,
+                                                      code: int) -> None:
+    assert run_openkb("--kb", str(kb), "add", str(_docs(tmp_path / "d", 2))).returncode == 0
+    jsonl = tmp_path / "p.jsonl"
+    lock = filelock.FileLock(kb / ".openkb" / "lock")
+    if "--lock-timeout" in argv:
+        lock.acquire()
+    try:
+        result = run_openkb("--kb", str(kb), "--progress-jsonl", str(jsonl), *argv)
+    finally:
+        if lock.is_locked:
+            lock.release()
+    assert result.returncode == code, result.stderr
+    events = _read(jsonl)
+    command = next(a for a in argv if a[0].isalpha() and a != "0.3")
+    assert (events[0]["event"], events[0]["kind"], events[0]["command"]) == (
+        "run", "start", f"openkb {command}")
+    assert [e["kind"] for e in events].count("terminal") == 1
+    terminal = events[-1]
+    assert (terminal["event"], terminal["kind"], terminal["exit_code"]) == (
+        event, "terminal", code)
+    assert terminal["wall_ms"] >= 0 and (terminal["error"] is None) == (code == 0)
+    summary = json.loads(run_openkb("progress", "summarize", "--json", str(jsonl)).stdout)
+    assert summary["terminal"]["event"] == event and not summary["notes"]
+
+
+@pytest.mark.parametrize(("raised", "event", "code"), [
+    (None, "complete", 0), (KeyboardInterrupt(), "cancelled", 130),
+    (UsageError("bad"), "error", 2), (RuntimeError("bug"), "error", 1)])
+def test_a_run_ends_with_one_terminal_event_however_its_body_ends(
+        raised: BaseException | None, event: str, code: int) -> None:
+    progress = Progress()
+    events: list[dict] = []
+    progress.subscribe(events.append)
+    with contextlib.suppress(type(raised) if raised else ()), progress.run("openkb x") as run:
+        run.fields["done"] = 7
+        if raised is not None:
+            raise raised
+    assert [(e["event"], e["kind"]) for e in events] == [("run", "start"), (event, "terminal")]
+    assert (events[-1]["exit_code"], events[-1]["done"]) == (code, 7)
 
 
 @pytest.mark.heavy
