@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+import psutil
+
 from openkb.model import FileFailure, PreparedDocument, PrepareTask
 from openkb.prepare.stage import PrepareLimits, prepare_file
 from openkb.prepare.worker import describe_failure, worker_main
@@ -113,8 +115,15 @@ class WorkerPool:
             if worker.conn in ready or worker.process.sentinel in ready:
                 self._drain(worker, finished)
             elif time.monotonic() - worker.started > self._timeout_s:
-                self._fail_running(worker, finished,
-                                   f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
+                # Read what it sent since the wait first: its result may have
+                # just come, and its start event must precede the done event
+                # that failing it sends.
+                self._drain(worker, finished)
+                if (self._workers[worker.index] is worker and worker.tasks
+                        and time.monotonic() - worker.started > self._timeout_s):
+                    self._fail_running(
+                        worker, finished,
+                        f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
         return finished
 
     def _drain(self, worker: _Worker, finished: list[Finished]) -> None:
@@ -149,8 +158,17 @@ class WorkerPool:
         """Fail the file the worker is on, replace the worker, and hand the
         files queued behind it (never started) to the new one."""
         task = worker.tasks.popleft()
-        finished.append(Finished(FileFailure(task.seq, task.display, reason),
-                                 (time.monotonic() - worker.started) * 1000))
+        dur_ms = round((time.monotonic() - worker.started) * 1000, 3)
+        if self._on_event is not None:
+            # The worker cannot close the span it opened for this file: it is
+            # stuck or dead. Close it for it, or the file vanishes from the
+            # run's timings while being the slowest in it.
+            self._on_event({"event": "prepare", "phase": "prepare", "kind": "done",
+                            "pid": worker.process.pid, "worker": worker.index,
+                            "rss_mib": _rss_of(worker.process), "file": task.display,
+                            "doc": task.name, "dur_ms": dur_ms, "outcome": "error",
+                            "bytes": task.size, "error": reason})
+        finished.append(Finished(FileFailure(task.seq, task.display, reason), dur_ms))
         self._restart(worker)
 
     def _restart(self, worker: _Worker) -> None:
@@ -251,6 +269,16 @@ class InProcessPreparer:
 
     def close(self) -> None:
         pass
+
+
+def _rss_of(process: multiprocessing.Process) -> float:
+    """A worker's RSS in MiB, or 0 once it has died (its pid may be reused)."""
+    if not process.is_alive():
+        return 0.0
+    try:
+        return round(psutil.Process(process.pid).memory_info().rss / 1048576, 1)
+    except (psutil.Error, ValueError):
+        return 0.0
 
 
 class _Timeout(Exception):
