@@ -19,7 +19,6 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-import resource
 import threading
 import time
 from collections import deque
@@ -27,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from openkb import fsio, names
+from openkb import fsio
 from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.errors import (
     EXIT_INTERRUPTED,
@@ -128,38 +127,35 @@ class _AddRun:
         self.reservations = NameReservations(self.layout, kb.registry)
         self.in_parallel = False
         self.cost_seen = 0
+        # Prepared (or failed) files not yet committed, by scan position. An
+        # attribute, not a local of the pipeline, because a lock wait reads
+        # the workers' results into it too.
+        self.finished: dict[int, Finished] = {}
 
     # -- the run -------------------------------------------------------------
     def execute(self, inputs: list[str]) -> AddReport:
         start = time.monotonic()
-        self.progress.emit("run", "start", "run", command=self.kb.command, jobs=self.jobs,
-                           inputs=inputs[:20])
-        self.record.save(self.layout)
-        stop_heartbeat = threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(stop_heartbeat,),
-                                     name="openkb-heartbeat", daemon=True)
-        heartbeat.start()
-        terminal = "error"
-        error: BaseException | None = None
-        try:
-            self._scan_and_ingest(inputs)
-            terminal = "cancelled" if self.report.interrupted else "complete"
-        except KeyboardInterrupt as exc:
-            self.report.interrupted = True
-            terminal = "cancelled"
-            error = exc
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            stop_heartbeat.set()
-            heartbeat.join()
-            self.record.delete(self.layout)
-            self.report.wall_s = time.monotonic() - start
-            self.report.phase_ms = {k: round(v, 1) for k, v in self.progress.phase_busy_ms.items()}
-            self._terminal(terminal, error)
-        if error is not None:  # KeyboardInterrupt: the commit in flight was rolled back
-            raise Interrupted("interrupted; the commit in flight was rolled back") from error
+        with self.progress.run(self.kb.command, jobs=self.jobs, inputs=inputs[:20]) as outcome:
+            self.record.save(self.layout)
+            stop_heartbeat = threading.Event()
+            heartbeat = threading.Thread(target=self._heartbeat, args=(stop_heartbeat,),
+                                         name="openkb-heartbeat", daemon=True)
+            heartbeat.start()
+            try:
+                self._scan_and_ingest(inputs)
+            except KeyboardInterrupt as exc:  # pressed twice: the commit in flight rolled back
+                self.report.interrupted = True
+                raise Interrupted("interrupted; the commit in flight was rolled back") from exc
+            finally:
+                stop_heartbeat.set()
+                heartbeat.join()
+                self.record.delete(self.layout)
+                self.report.wall_s = time.monotonic() - start
+                self.report.phase_ms = {k: round(v, 1)
+                                        for k, v in self.progress.phase_busy_ms.items()}
+                outcome.fields.update(self._summary_fields())
+            outcome.cancelled = self.report.interrupted
+            outcome.exit_code = self.report.exit_code
         return self.report
 
     def _scan_and_ingest(self, inputs: list[str]) -> None:
@@ -197,7 +193,9 @@ class _AddRun:
             _despite_interrupts(lambda: _discard_staging(self.staging_root))
 
     def _pipeline(self, entries) -> None:
-        registry = self.kb.registry
+        # Finish a crashed commit first if nobody holds the lock: the names
+        # its files still occupy on disk are free once it is rolled back.
+        registry = self.kb.reader(self.progress)
         preparer = self.preparer
         assert preparer is not None
         tasks = prefilter(entries, self.reservations, registry, self.staging_root,
@@ -214,7 +212,7 @@ class _AddRun:
         # ahead (see _dispatch_rank): a 100-page PDF started early finishes
         # while the small files around it are converted, not at the end.
         unsubmitted: list[tuple[float, int, PrepareTask]] = []
-        finished: dict[int, Finished] = {}
+        finished = self.finished
         exhausted = False
         ready_since: float | None = None
         while not self.cancel.stop_requested:
@@ -283,6 +281,8 @@ class _AddRun:
             return task.seq
         cost = _estimated_cost(task)
         self.cost_seen += cost
+        if not self.cost_seen:  # only empty files so far: none costs more than another
+            return task.seq
         average = self.cost_seen / (task.seq + 1)
         return task.seq - cost / average
 
@@ -308,6 +308,11 @@ class _AddRun:
     def _on_lock_wait(self, holder: Holder | None, waited: float) -> None:
         if self.cancel.stop_requested:
             raise _StopWaiting
+        # Read what the workers finished meanwhile (nothing is committed
+        # here): until their results are read the pool counts them as still
+        # converting, and heartbeats during a long wait would say so.
+        if self.preparer is not None:
+            self._collect(self.preparer, self.finished, timeout=0)
         if self.on_lock_wait is not None:
             self.on_lock_wait(holder, waited)
 
@@ -353,11 +358,13 @@ class _AddRun:
                 # Removed meanwhile (perhaps its name reused for another file):
                 # this is a plain add now.
                 doc.replaces = None
-        if not doc.replaces and registry.name_taken(doc.name):
-            # Another process took the name since the prefilter reserved it.
-            self.reservations.reserved.discard(doc.name)
-            rename_prepared(doc, names.unique_name(doc.name, self.reservations.taken))
-            self.reservations.reserved.add(doc.name)
+        if not doc.replaces:
+            # Name it again as the prefilter would now: another process may
+            # have taken the name since, or a crashed commit that held a
+            # better one on disk has been rolled back by the lock's recovery.
+            wanted = self.reservations.reserve_again(doc.name, doc.display)
+            if wanted != doc.name:
+                rename_prepared(doc, wanted)
         return True
 
     def _timing_line(self, doc: PreparedDocument, lock_wait_ms: float,
@@ -404,29 +411,21 @@ class _AddRun:
                 since_progress_s=round(since, 1),
                 workers=[{"worker": w, "file": f, "busy_s": round(s, 1)} for w, f, s in busy])
 
-    def _terminal(self, event: str, error: BaseException | None) -> None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        exit_code = (EXIT_INTERRUPTED if event == "cancelled"
-                     else getattr(error, "exit_code", EXIT_SOME_FAILED) if event == "error"
-                     else self.report.exit_code)
+    def _summary_fields(self) -> dict[str, object]:
+        """What the terminal event says about an add, beyond what every run says."""
         skipped_by_reason: dict[str, int] = {}
         for skipped in self.report.skipped:
             skipped_by_reason[skipped.reason] = skipped_by_reason.get(skipped.reason, 0) + 1
-        self.progress.terminal(
-            event,
-            counts=self.counts.as_dict(),
-            bytes=self.report.bytes_committed,
-            added=len(self.report.added),
-            updated=len(self.report.updated),
-            skipped_by_reason=skipped_by_reason,
-            phase_busy_ms=self.report.phase_ms,
-            max_rss_mib=round(usage.ru_maxrss / 1024, 1),
+        return {
+            "counts": self.counts.as_dict(),
+            "bytes": self.report.bytes_committed,
+            "added": len(self.report.added),
+            "updated": len(self.report.updated),
+            "skipped_by_reason": skipped_by_reason,
             # Workers are the fork server's children, not ours: they report it.
-            max_worker_rss_mib=round(self.preparer.peak_rss_mib if self.preparer else 0.0, 1),
-            wall_ms=round(self.report.wall_s * 1000, 1),
-            exit_code=exit_code,
-            error=None if error is None else f"{type(error).__name__}: {error}"[:1000],
-        )
+            "max_worker_rss_mib": round(self.preparer.peak_rss_mib if self.preparer else 0.0,
+                                        1),
+        }
 
 
 
