@@ -28,6 +28,9 @@ _FTS_DDL = (
     "CREATE VIRTUAL TABLE chunks_fts USING fts5 ("
     "heading, body, tokenize = 'porter unicode61 remove_diacritics 2')"
 )
+# The tables FTS5 keeps chunks_fts in.
+_FTS_SHADOWS = tuple(f"chunks_fts_{part}" for part in
+                     ("data", "idx", "content", "docsize", "config"))
 
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -396,9 +399,34 @@ class RegistryWriter:
     def reset_index(self) -> None:
         """Empty the search index, recreating the FTS5 table (it may be the
         damaged part)."""
-        self.conn.execute("DROP TABLE IF EXISTS chunks_fts")
+        try:
+            self.conn.execute("DROP TABLE IF EXISTS chunks_fts")
+        except sqlite3.DatabaseError:
+            self._drop_unopenable_fts()
         self.conn.execute(_FTS_DDL)
         self.conn.execute("DELETE FROM chunks")
+
+    def _drop_unopenable_fts(self) -> None:
+        """Drop an FTS5 table whose shadow tables are too damaged to open.
+
+        DROP TABLE on it fails: it must construct the table to destroy it.
+        The shadow tables are plain tables to SQLite and drop normally; the
+        virtual table owns no pages (rootpage 0), so deleting its schema row
+        frees nothing, and ``writable_schema = RESET`` reloads the schema
+        without it. All inside the caller's transaction, so a failure rolls
+        the whole rebuild back.
+        """
+        shadows = [name for (name,) in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+            f"({', '.join('?' * len(_FTS_SHADOWS))})", _FTS_SHADOWS)]
+        for name in shadows:
+            self.conn.execute(f'DROP TABLE "{name}"')
+        self.conn.execute("PRAGMA writable_schema = ON")
+        try:
+            self.conn.execute("DELETE FROM sqlite_master WHERE type = 'table' "
+                              "AND name = 'chunks_fts' AND rootpage = 0")
+        finally:
+            self.conn.execute("PRAGMA writable_schema = RESET")
 
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "

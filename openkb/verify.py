@@ -12,16 +12,20 @@ Invariants:
 - concept pages, ``index.md`` and every summary are byte for byte what
   :mod:`openkb.pages` renders from the registry; term counts match.
 
-Repair never deletes an original: orphaned files move to
-``.openkb/quarantine/<time>/``; pages are re-rendered by a journaled
-recompile; the index is rebuilt from ``wiki/sources``; a document whose
-source is lost is re-converted from its raw file.
+Repair never deletes an original: orphaned files, stray pages among the
+concepts included, move to ``.openkb/quarantine/<time>/``, a folder of their
+own for each repair; what a crash left in ``.openkb`` is swept as recovery
+sweeps it; pages are re-rendered by a journaled recompile; the index is
+rebuilt from ``wiki/sources``; a document whose source is lost is
+re-converted from its raw file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +35,12 @@ from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths
 from openkb.config import load_config
 from openkb.layout import KBLayout
-from openkb.lock import run_owner_alive
 from openkb.model import PrepareTask
 from openkb.prepare.chunk import chunk_markdown
 from openkb.prepare.convert_markdown import heading_lines
 from openkb.prepare.stage import PrepareLimits, prepare_file
 from openkb.progress import Progress
+from openkb.recovery import leftover_paths, sweep_leftovers
 from openkb.registry import Registry
 
 
@@ -108,10 +112,16 @@ def check(layout: KBLayout, registry: Registry) -> VerifyReport:
     for doc in chunk_counts:
         if doc not in names:
             report.add("index", doc, f"chunks in the index for unknown document {doc!r}")
-    fts_rows = registry.conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
     chunk_rows = sum(chunk_counts.values())
-    if fts_rows != chunk_rows:
-        report.add("index", "chunks_fts", f"{fts_rows} FTS rows for {chunk_rows} chunks")
+    try:
+        fts_rows = registry.conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        # A dropped FTS table, or shadow tables too damaged for FTS5 to open
+        # it ("vtable constructor failed"): repair rebuilds it from sources.
+        report.add("index", "chunks_fts", f"the search index cannot be read: {exc}")
+    else:
+        if fts_rows != chunk_rows:
+            report.add("index", "chunks_fts", f"{fts_rows} FTS rows for {chunk_rows} chunks")
     for area, wanted in expected_files.items():
         for entry in _entries(layout.root / area):
             report.files_checked += 1
@@ -122,19 +132,35 @@ def check(layout: KBLayout, registry: Registry) -> VerifyReport:
 
 
 def _check_leftovers(layout: KBLayout, report: VerifyReport) -> None:
-    for path in pending_journal_paths(layout):
+    pending = pending_journal_paths(layout)
+    for path in pending:
         report.add("journal", layout.rel(path), "a transaction was left unfinished "
                    "(the next openkb command, or `openkb recover`, finishes it)")
-    for entry in _entries(layout.journal_dir):
-        if not entry.endswith(".json"):
-            report.add("leftover", f".openkb/journal/{entry}", "backup or temp file left over")
-    for entry in _entries(layout.staging_dir):
-        if not run_owner_alive(entry):
-            report.add("leftover", f".openkb/staging/{entry}", "staging of a finished run")
+    # A pending journal's backup dir is its before-images, not a leftover.
+    owned = {path.with_suffix("") for path in pending}
+    # What recovery would sweep, less the records of dead runs: `openkb
+    # status` already ignores those, so they are not damage.
+    found = {path for path in leftover_paths(layout)
+             if path not in owned and path.parent != layout.runs_dir}
+    found.update(layout.journal_dir / entry for entry in _entries(layout.journal_dir)
+                 if not entry.endswith(".json"))
+    for path in sorted(found):
+        report.add("leftover", layout.rel(path), _leftover_message(layout, path))
     for area in ("raw", "wiki", "wiki/sources", "wiki/summaries", "wiki/concepts"):
         for entry in _entries(layout.root / area):
             if fsio.is_tmp_name(entry):
                 report.add("leftover", f"{area}/{entry}", "temp file left by a crash")
+
+
+def _leftover_message(layout: KBLayout, path: Path) -> str:
+    if path.parent == layout.staging_dir:
+        return "staging of a run whose process is gone (`openkb recover` removes it)"
+    if path.parent == layout.journal_dir and path.is_dir():
+        return ("backup dir of a transaction whose journal is gone "
+                "(`openkb recover` removes it)")
+    if fsio.is_tmp_name(path.name) or path.name.endswith(".tmp"):
+        return "temp file left by a crash"
+    return "stray file in the journal dir, not a journal (repair quarantines it)"
 
 
 def _check_pages(layout: KBLayout, registry: Registry, report: VerifyReport) -> None:
@@ -156,9 +182,12 @@ def _check_pages(layout: KBLayout, registry: Registry, report: VerifyReport) -> 
             report.add("concept", rel, f"concept page for {term!r} is missing")
         elif path.read_bytes() != content:
             report.add("concept", rel, f"concept page for {term!r} is out of date")
+    # No commit leaves a page without its concept, so an unbacked one is
+    # someone's own file: an orphan to quarantine, not a page to recompile
+    # away (the recompile would delete it).
     for entry in _entries(layout.concepts_dir):
         if entry not in wanted and not fsio.is_tmp_name(entry):
-            report.add("concept", f"wiki/concepts/{entry}", "concept page with no concept")
+            report.add("orphan", f"wiki/concepts/{entry}", "page with no concept behind it")
     index = index_md.render_index(registry.catalog(), concepts).encode("utf-8")
     if not layout.index_md.is_file() or layout.index_md.read_bytes() != index:
         report.add("index-md", layout.INDEX_REL, "index.md does not match the registry")
@@ -199,10 +228,15 @@ def verify_kb(layout: KBLayout, registry: Registry, progress: Progress, *,
 def _repair(layout: KBLayout, registry: Registry, progress: Progress,
             report: VerifyReport) -> None:
     codes = {p.code for p in report.problems}
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    for problem in report.problems:
-        if problem.code in ("orphan", "leftover"):
-            _quarantine(layout, problem.path, stamp)
+    if "leftover" in codes and not pending_journal_paths(layout):
+        # With no journal pending, no backup dir or staging dir of a dead
+        # run is needed by anyone: remove them as recovery does.
+        sweep_leftovers(layout)
+    quarantine = Quarantine(layout)
+    # Before any recompile: it would delete a stray page among the concepts.
+    for rel in dict.fromkeys(p.path for p in report.problems
+                             if p.code in ("orphan", "leftover")):
+        quarantine.keep(rel)
     if "terms" in codes:
         with registry.write_transaction() as writer:
             writer.recount_terms()
@@ -211,20 +245,47 @@ def _repair(layout: KBLayout, registry: Registry, progress: Progress,
         _rebuild_index(layout, registry)
     lost_sources = [p.path for p in report.problems
                     if p.code in ("missing-source", "changed-source")]
-    for rel in lost_sources:
-        _reconvert(layout, registry, progress, Path(rel).stem)
+    try:
+        for rel in lost_sources:
+            _reconvert(layout, registry, progress, Path(rel).stem)
+    finally:
+        # Each commit sweeps its document's staging, not this run's folder,
+        # which would otherwise outlive us as a dead run's leftover.
+        fsio.remove_tree(layout.staging_dir / progress.run_id, sync=False)
     if codes & {"concept", "index-md", "stale-summary", "missing-summary", "changed-summary",
                 "terms"} or lost_sources:
         commit_changes(layout, registry, ChangeSet(op="recompile", recompile=True), progress)
 
 
-def _quarantine(layout: KBLayout, rel: str, stamp: str) -> None:
-    source = layout.resolve(rel)
-    if not os.path.lexists(source):
-        return
-    target = layout.quarantine_dir / stamp / rel
-    fsio.makedirs(target.parent)
-    fsio.replace(source, target)
+class Quarantine:
+    """Where one repair moves the files it will not delete, under their
+    KB-relative paths. Each repair gets a folder of its own, created on the
+    first file, so no repair ever replaces what an earlier one kept."""
+
+    def __init__(self, layout: KBLayout) -> None:
+        self.layout = layout
+        self._folder: Path | None = None
+
+    def keep(self, rel: str) -> None:
+        source = self.layout.resolve(rel)
+        if not os.path.lexists(source):
+            return
+        target = self.folder() / rel
+        fsio.makedirs(target.parent)
+        fsio.replace(source, target)
+
+    def folder(self) -> Path:
+        if self._folder is None:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            # Repairs run under the exclusive lock, so no other openkb
+            # creates a folder between this check and the mkdir.
+            for n in itertools.count(1):
+                folder = self.layout.quarantine_dir / (stamp if n == 1 else f"{stamp}-{n}")
+                if not os.path.lexists(folder):
+                    break
+            fsio.makedirs(folder)
+            self._folder = folder
+        return self._folder
 
 
 def _rebuild_index(layout: KBLayout, registry: Registry) -> None:

@@ -101,6 +101,10 @@ def test_verify_reports_an_unfinished_transaction_without_touching_it(filled: Pa
     before = _files(filled)
     code, report = _verify(filled)
     assert code == 1 and "journal" in _codes(report)
+    (journal,) = (filled / ".openkb" / "journal").glob("*.json")
+    assert (filled / ".openkb" / "journal" / journal.stem).is_dir()
+    paths = {p["path"] for p in report["problems"]}
+    assert f".openkb/journal/{journal.stem}" not in paths  # its backups, not a leftover
     assert _files(filled) == before  # not rolled back: verify only looks
     code, report = _verify(filled, "--repair")  # repair recovers first
     assert code == 0
@@ -131,9 +135,6 @@ def test_orphans_are_quarantined_not_deleted(filled: Path) -> None:
     verify_ok(filled)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the quarantine folder is named by the second "
-                   "(verify._quarantine) and fsio.replace overwrites, so a second repair in "
-                   "the same second replaces an orphan quarantined by the first")
 def test_quarantine_never_overwrites_an_earlier_orphan(filled: Path) -> None:
     while time.time() % 1 > 0.3:  # both repairs inside one wall-clock second
         time.sleep(0.01)
@@ -144,9 +145,6 @@ def test_quarantine_never_overwrites_an_earlier_orphan(filled: Path) -> None:
     assert kept == ["first stray", "second stray"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a file in wiki/concepts that no concept backs is "
-                   "deleted by the repair's recompile (stashed, then its backup removed), not "
-                   "quarantined like the orphans of raw/ and wiki/sources")
 def test_a_stray_page_among_the_concepts_is_quarantined(filled: Path) -> None:
     (filled / "wiki" / "concepts" / "my-notes.md").write_text("# my own notes\n")
     assert _verify(filled)[0] == 1
@@ -201,14 +199,7 @@ def _damage_index(kb: Path, damage: str) -> None:
 
 
 @pytest.mark.parametrize("damage", [
-    "delete-fts-rows", "delete-chunk-rows", "empty-fts",
-    pytest.param("drop-fts", marks=pytest.mark.xfail(
-        strict=True, reason="bug: verify.check counts chunks_fts rows unguarded "
-        "(verify.py, `SELECT count(*) FROM chunks_fts`): a dropped FTS table raises "
-        "sqlite3.OperationalError (a traceback) instead of an 'index' problem")),
-    pytest.param("corrupt-fts-shadow", marks=pytest.mark.xfail(
-        strict=True, reason="bug: damaged FTS5 shadow tables make verify raise 'vtable "
-        "constructor failed' (a traceback); repair's DROP TABLE chunks_fts fails the same way")),
+    "delete-fts-rows", "delete-chunk-rows", "empty-fts", "drop-fts", "corrupt-fts-shadow",
 ])
 def test_a_damaged_search_index_is_rebuilt_from_sources(filled: Path, damage: str) -> None:
     assert "alpha" in _search_docs(filled, "attention heads")
@@ -274,9 +265,6 @@ def _crash_before_the_journal(kb: Path, tmp_path: Path) -> None:
     assert list((kb / ".openkb" / "staging").iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason="bug: verify._check_leftovers lists .openkb/staging and "
-                   ".openkb/journal with _entries(), which skips directories, so the staging "
-                   "dir of a dead run and a backup dir without its journal are never reported")
 def test_verify_reports_leftover_directories(filled: Path, tmp_path: Path) -> None:
     _crash_before_the_journal(filled, tmp_path)
     (filled / ".openkb" / "journal" / "00000000000000aa00000001").mkdir()
@@ -284,12 +272,12 @@ def test_verify_reports_leftover_directories(filled: Path, tmp_path: Path) -> No
     assert code == 1
     leftovers = {p["path"].split("/")[1] for p in report["problems"] if p["code"] == "leftover"}
     assert leftovers == {"staging", "journal"}
+    assert _verify(filled, "--repair")[0] == 0
+    assert not list((filled / ".openkb" / "staging").iterdir())
+    assert not list((filled / ".openkb" / "journal").iterdir())
+    verify_ok(filled)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: KB.reader recovers only when a journal is pending "
-                   "(has_pending_journals), so after a process killed outside a commit, or "
-                   "inside the journal's temp write, `openkb list` sweeps nothing and `verify` "
-                   "finds the leftovers until a writing command runs")
 @pytest.mark.parametrize("where", ["before-the-journal", "inside-the-journal-write"])
 def test_list_after_a_crash_leaves_nothing_for_verify(filled: Path, tmp_path: Path,
                                                       where: str) -> None:
