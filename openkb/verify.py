@@ -80,6 +80,12 @@ def check(layout: KBLayout, registry: Registry) -> VerifyReport:
     report = VerifyReport()
     for problem in registry.integrity_problems():
         report.add("sqlite", ".openkb/kb.sqlite", problem)
+    for path in layout.managed_paths():
+        if path.is_symlink():
+            # Every writing command refuses such a KB; repair cannot decide
+            # whether the link or its target is the user's real data.
+            report.add("symlink", layout.rel(path), f"is a symlink (to {os.readlink(path)}); "
+                       "replace it with the real file or folder")
     _check_leftovers(layout, report)
     rows = registry.documents()
     report.documents = len(rows)

@@ -273,6 +273,10 @@ def test_a_symlinked_part_of_the_kb_is_not_written_through(
     assert result.returncode == 1 and f"{area} in the KB" in result.stderr, result.stderr
     assert "is a symlink" in result.stderr
     assert run_openkb("--kb", str(filled), "list").returncode == 0
+    verified = run_openkb("--kb", str(filled), "verify", "--json")
+    assert verified.returncode == 1
+    problems = json.loads(verified.stdout)["problems"]
+    assert any(p["code"] == "symlink" and p["path"] == area for p in problems), problems
 
 
 def test_symlinks_inside_an_area_are_not_followed_by_repair(filled: Path, victim: Path) -> None:
