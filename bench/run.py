@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class RunResult:
     wall_s: float
     cpu_s: float  # user + system of openkb and every process under it
+    user_s: float  # user alone: what openkb's own code costs, without the kernel's I/O
     events: list[dict]
     peak_rss_mib: float
     returncode: int
@@ -84,7 +85,8 @@ def add(kb: Path, inputs: list[Path], *, jobs: int, jsonl: Path | None = None,
     _, err = proc.communicate()
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    user = after.ru_utime - before.ru_utime
+    cpu = user + (after.ru_stime - before.ru_stime)
     stop.set()
     sampler.join()
     if proc.returncode not in (0, 1):
@@ -92,7 +94,7 @@ def add(kb: Path, inputs: list[Path], *, jobs: int, jsonl: Path | None = None,
     events = []
     if jsonl is not None:
         events = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    return RunResult(wall, cpu, events, peak[0], proc.returncode)
+    return RunResult(wall, cpu, user, events, peak[0], proc.returncode)
 
 
 def median(values: list[float]) -> float:

@@ -16,4 +16,4 @@ def test_bench_quick_prints_the_table() -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
-    assert "| metric" in result.stdout and "JSONL overhead" in result.stdout
+    assert "| metric" in result.stdout and "JSONL off -> on" in result.stdout
