@@ -202,7 +202,7 @@ def test_a_run_ends_with_one_terminal_event_however_its_body_ends(
 @pytest.mark.heavy
 def test_heartbeats_say_what_each_worker_is_doing(kb: Path, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "d", 3)
-    (docs / "slow.md").write_text("# Slow\n\n" + "- item\n" * 600_000)
+    (docs / "slow.md").write_text("# Slow\n\n" + "- item\n" * 100_000)
     jsonl = tmp_path / "p.jsonl"
     result = run_openkb("--kb", str(kb), "--progress-jsonl", str(jsonl), "add", "--jobs", "2",
                         str(docs), env={"OPENKB_HEARTBEAT_S": "0.2"})
