@@ -39,6 +39,7 @@ from openkb.kb import KB, WaitCallback
 from openkb.lock import Holder
 from openkb.model import FileFailure, PreparedDocument, PrepareTask, Skipped
 from openkb.prefilter import NameReservations, prefilter
+from openkb.prepare.parts import Assembly, should_split, split
 from openkb.prepare.pool import Finished, InProcessPreparer, WorkerPool
 from openkb.prepare.stage import PrepareLimits, rename_prepared
 from openkb.progress import Progress
@@ -126,11 +127,17 @@ class _AddRun:
         self.last_progress = time.monotonic()
         self.reservations = NameReservations(self.layout, kb.registry)
         self.in_parallel = False
+        self.workers = 1
         self.cost_seen = 0
         # Prepared (or failed) files not yet committed, by scan position. An
         # attribute, not a local of the pipeline, because a lock wait reads
         # the workers' results into it too.
         self.finished: dict[int, Finished] = {}
+        # Tasks not yet given to a worker, by (rank, scan position, part);
+        # an attribute for the same reason: a long PDF's last part, read
+        # during a lock wait, queues the task that assembles it.
+        self.unsubmitted: list[tuple[float, int, int, PrepareTask]] = []
+        self.assemblies: dict[int, Assembly] = {}  # long PDFs read in parts, by seq
 
     # -- the run -------------------------------------------------------------
     def execute(self, inputs: list[str]) -> AddReport:
@@ -178,7 +185,7 @@ class _AddRun:
                                chunk_chars=self.config.chunk_chars,
                                key_terms=self.config.key_terms_per_doc)
         on_event = self.progress.forward if self.progress.active else None
-        workers = min(self.jobs, len(scan.entries))
+        workers = self.workers = min(self.jobs, len(scan.entries))
         self.in_parallel = workers > 1
         if workers > 1:
             self.preparer = WorkerPool(workers, limits, timeout_s=self.config.convert_timeout_s,
@@ -211,7 +218,7 @@ class _AddRun:
         # Files go to workers in scan order, except that a costly one jumps
         # ahead (see _dispatch_rank): a 100-page PDF started early finishes
         # while the small files around it are converted, not at the end.
-        unsubmitted: list[tuple[float, int, PrepareTask]] = []
+        unsubmitted = self.unsubmitted
         finished = self.finished
         exhausted = False
         ready_since: float | None = None
@@ -236,13 +243,18 @@ class _AddRun:
                     self.progress.emit("prefilter", "point", "prefilter", file=entry.display,
                                        doc=outcome.name,
                                        outcome="update" if outcome.replaces else "new")
-                    heapq.heappush(unsubmitted, (self._dispatch_rank(outcome), entry.seq,
-                                                 outcome))
+                    rank = self._dispatch_rank(outcome)
+                    if should_split(outcome, self.workers):
+                        self.assemblies[entry.seq] = Assembly(outcome, self.workers)
+                        for order, part in enumerate(split(outcome, self.workers)):
+                            heapq.heappush(unsubmitted, (rank, entry.seq, order, part))
+                    else:
+                        heapq.heappush(unsubmitted, (rank, entry.seq, 0, outcome))
                     pending.append(entry.seq)
                     sizes[entry.seq] = entry.size
                     pending_bytes += entry.size
             while unsubmitted and preparer.free_slots() > 0:
-                preparer.submit(heapq.heappop(unsubmitted)[2])
+                preparer.submit(heapq.heappop(unsubmitted)[-1])
             if exhausted and not pending:
                 break
             ready = _ready_prefix(pending, finished, self.config.commit_group_size)
@@ -289,10 +301,25 @@ class _AddRun:
     def _collect(self, preparer: WorkerPool | InProcessPreparer,
                  finished: dict[int, Finished], timeout: float) -> None:
         for done in preparer.collect(timeout=timeout):
-            finished[done.result.seq] = done
             self.progress.add_busy("prepare", done.dur_ms)
-            self.counts.prepared += 1
             self.last_progress = time.monotonic()
+            seq = done.result.seq
+            assembly = self.assemblies.get(seq)
+            if assembly is None:
+                finished[seq] = done
+                self.counts.prepared += 1
+                continue
+            had_failed = assembly.failure is not None
+            assembly.add(done.result, done.dur_ms)
+            if assembly.complete:
+                del self.assemblies[seq]
+            if assembly.failure is not None and not had_failed:
+                # Done with this file; the parts still out are absorbed.
+                finished[seq] = Finished(assembly.failure, assembly.busy_ms)
+                self.counts.prepared += 1
+            elif assembly.failure is None and assembly.complete:
+                # Ahead of everything: the commits are waiting for it.
+                heapq.heappush(self.unsubmitted, (float("-inf"), seq, 0, assembly.whole()))
 
     # -- committing ----------------------------------------------------------
     def _commit_group(self, group: list[PreparedDocument]) -> None:

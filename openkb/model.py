@@ -57,6 +57,22 @@ class PrepareTask:
     ext: str  # lower-case extension with the dot, as stored under raw/
     staging_dir: str  # absolute, private to this task
     replaces: str | None = None  # name of the doc this one updates (same origin)
+    # A long PDF is read in parts, each by its own worker: ``part`` = (i, n)
+    # asks for the text of pages i, i + n, i + 2n, ...; ``pages`` carries the
+    # text of every page back to the task that prepares the whole document.
+    part: tuple[int, int] | None = None
+    pages: PageTexts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageTexts:
+    """The text of some pages of one PDF, by page index; a page pypdf could
+    not read counts in ``unreadable`` and has no entry."""
+
+    seq: int
+    count: int  # pages in the whole PDF
+    texts: dict[int, str]
+    unreadable: int = 0
 
 
 @dataclass(frozen=True, slots=True)

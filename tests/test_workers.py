@@ -13,7 +13,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, markdown_doc, run_openkb, write_tree
+from conftest import ROOT, markdown_doc, run_openkb, tree_hash, write_tree
+from pdfgen import make_pdf
+
+from openkb.model import PrepareTask
+from openkb.prepare.convert_pdf import convert_pdf, extract_pages
+from openkb.prepare.parts import SPLIT_MIN_BYTES, Assembly, split
 
 pytestmark = pytest.mark.xdist_group("workers")
 
@@ -217,3 +222,52 @@ def test_crash_points_with_parallel_workers(tmp_path: Path, point: str) -> None:
     assert run_openkb("--kb", str(kb), "add", "--jobs", "2", str(docs)).returncode == 0
     _verify(kb)
     assert run_openkb("--kb", str(kb), "debug", "tree-hash").stdout == _clean_hash(tmp_path, docs)
+
+
+# -- a long PDF read in parts ------------------------------------------------------
+
+
+def _long_pdf(pages: int = 40) -> bytes:
+    """Over SPLIT_MIN_BYTES, so a parallel add reads it in parts."""
+    text = [f"Chapter {n} on tidal gauges and harbour sediment. " * 300 for n in range(pages)]
+    data = make_pdf(text, title="Harbour Survey", outline=[("Start", 0), ("End", pages - 1)])
+    assert len(data) >= SPLIT_MIN_BYTES
+    return data
+
+
+def test_a_long_pdf_read_in_parts_gives_the_same_kb_as_one_job(tmp_path: Path) -> None:
+    docs = _many(tmp_path / "docs", 4)
+    (docs / "survey.pdf").write_bytes(_long_pdf())
+    # Large, says it is a PDF, is not one: every part fails, the file once.
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n" + os.urandom(SPLIT_MIN_BYTES))
+    hashes = []
+    for jobs in ("1", "2"):
+        kb = tmp_path / f"kb{jobs}"
+        assert run_openkb("init", str(kb)).returncode == 0
+        jsonl = tmp_path / f"p{jobs}.jsonl"
+        result = run_openkb("--kb", str(kb), "--progress-jsonl", str(jsonl), "add",
+                            "--jobs", jobs, str(docs))
+        assert result.returncode == 1, result.stderr
+        assert result.stdout.count("broken.pdf") == 1 and "malformed PDF" in result.stdout
+        assert "survey" in _names(kb)
+        _verify(kb)
+        hashes.append(tree_hash(kb))
+        parts = [e.get("part") for e in _events(jsonl) if e["event"] == "prepare"
+                 and e["kind"] == "done" and e["file"].endswith("survey.pdf")]
+        assert sorted(parts, key=str) == ([None] if jobs == "1"
+                                          else ["1/2", "2/2", "assemble"])
+    assert hashes[0] == hashes[1]
+    show = run_openkb("--kb", str(tmp_path / "kb2"), "show", "survey")
+    assert "Harbour Survey" in show.stdout and "40" in show.stdout
+
+
+def test_parts_of_a_pdf_assemble_into_the_whole_conversion() -> None:
+    data = make_pdf([f"Page {n} text about lighthouses." for n in range(7)] + [""],
+                    title="Lights", outline=[("First", 0)])
+    task = PrepareTask(seq=5, path="x.pdf", display="x.pdf", sha256="", size=len(data),
+                       name="x", kind="pdf", ext=".pdf", staging_dir="/nonexistent")
+    assembly = Assembly(task, 3)
+    for part in reversed(split(task, 3)):  # parts come back in any order
+        assembly.add(extract_pages(data, task.seq, *part.part), 1.0)
+    assert assembly.complete and assembly.failure is None
+    assert convert_pdf(data, assembly.whole().pages) == convert_pdf(data)

@@ -17,7 +17,7 @@ from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 
 from openkb.errors import FileRejected
-from openkb.model import OutlineEntry
+from openkb.model import OutlineEntry, PageTexts
 from openkb.prepare.convert_text import escape_text
 from openkb.prepare.converted import Converted
 
@@ -107,8 +107,7 @@ def _outline(reader: PdfReader) -> list[OutlineEntry]:
     return entries
 
 
-def convert_pdf(data: bytes) -> Converted:
-    reader = _open(data)
+def _pages(reader: PdfReader) -> list:
     try:
         pages = list(reader.pages)
     except FileNotDecryptedError:
@@ -117,28 +116,51 @@ def convert_pdf(data: bytes) -> Converted:
         raise FileRejected(f"malformed PDF: cannot read its pages ({_short(exc)})") from None
     if not pages:
         raise FileRejected("PDF has no pages")
-    title = _title(reader)
-    sections = [f"# {escape_text(title)}"] if title else []
-    texts = 0
+    return pages
+
+
+def extract_pages(data: bytes, seq: int, part: int = 0, parts: int = 1) -> PageTexts:
+    """The text of pages ``part``, ``part + parts``, ...: the costly half of
+    a conversion (pypdf parses every content stream), which workers can
+    share out page by page for a long PDF."""
+    return _extract(_open(data), seq, part, parts)
+
+
+def _extract(reader: PdfReader, seq: int, part: int, parts: int) -> PageTexts:
+    pages = _pages(reader)
+    texts: dict[int, str] = {}
     unreadable = 0
-    for number, page in enumerate(pages, 1):
+    for index in range(part, len(pages), parts):
         try:
-            text = _clean(page.extract_text() or "").strip()
+            texts[index] = _clean(pages[index].extract_text() or "").strip()
         except FileNotDecryptedError:
             raise FileRejected("encrypted PDF: a password is required to read it") from None
         except LimitReachedError as exc:
-            raise FileRejected(f"page {number} decompresses past pypdf's safety limit "
+            raise FileRejected(f"page {index + 1} decompresses past pypdf's safety limit "
                                f"(a decompression bomb?): {_short(exc)}") from None
         except Exception:
             unreadable += 1
-            text = ""
+    return PageTexts(seq, len(pages), texts, unreadable)
+
+
+def convert_pdf(data: bytes, extracted: PageTexts | None = None) -> Converted:
+    """The whole document; ``extracted`` is every page's text when workers
+    have already read it in parts."""
+    reader = _open(data)
+    if extracted is None:
+        extracted = _extract(reader, -1, 0, 1)
+    title = _title(reader)
+    sections = [f"# {escape_text(title)}"] if title else []
+    texts = 0
+    for index in range(extracted.count):
+        text = extracted.texts.get(index, "")
         if text:
             texts += 1
-            sections.append(f"## Page {number}\n\n{escape_text(text)}")
+            sections.append(f"## Page {index + 1}\n\n{escape_text(text)}")
     if not texts:
-        if unreadable == len(pages):
+        if extracted.unreadable == extracted.count:
             raise FileRejected("malformed PDF: no page could be read")
         raise FileRejected("no extractable text: the PDF holds only images (scanned?); "
                            "run OCR on it first")
     return Converted(markdown="\n\n".join(sections) + "\n", title=title,
-                     outline=_outline(reader), pages=len(pages))
+                     outline=_outline(reader), pages=extracted.count)

@@ -24,12 +24,13 @@ from typing import Any
 
 import psutil
 
-from openkb.model import FileFailure, PreparedDocument, PrepareTask
-from openkb.prepare.stage import PrepareLimits, prepare_file
+from openkb.model import FileFailure, PageTexts, PreparedDocument, PrepareTask
+from openkb.prepare.parts import part_field
+from openkb.prepare.stage import PrepareLimits, run_task
 from openkb.prepare.worker import describe_failure, worker_main
 from openkb.progress import rss_mib
 
-Result = PreparedDocument | FileFailure
+Result = PreparedDocument | FileFailure | PageTexts
 EventSink = Callable[[dict[str, Any]], None]
 
 
@@ -166,7 +167,8 @@ class WorkerPool:
             self._on_event({"event": "prepare", "phase": "prepare", "kind": "done",
                             "pid": worker.process.pid, "worker": worker.index,
                             "rss_mib": _rss_of(worker.process), "file": task.display,
-                            "doc": task.name, "dur_ms": dur_ms, "outcome": "error",
+                            "doc": task.name, **part_field(task), "dur_ms": dur_ms,
+                            "outcome": "error",
                             "bytes": task.size, "error": reason})
         finished.append(Finished(FileFailure(task.seq, task.display, reason), dur_ms))
         self._restart(worker)
@@ -243,7 +245,7 @@ class InProcessPreparer:
         outcome = "ok"
         try:
             with _alarm(self._timeout_s):
-                result: Result = prepare_file(task, self._limits)
+                result: Result = run_task(task, self._limits)
         except _Timeout:
             result = FileFailure(task.seq, task.display,
                                  f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
@@ -261,7 +263,8 @@ class InProcessPreparer:
         if self._on_event is not None:
             self._on_event({"event": "prepare", "phase": "prepare", "kind": kind,
                             "pid": os.getpid(), "worker": 0, "rss_mib": rss_mib(),
-                            "file": task.display, "doc": task.name, **fields})
+                            "file": task.display, "doc": task.name, **part_field(task),
+                            **fields})
 
     def collect(self, timeout: float) -> list[Finished]:
         done, self._done = self._done, []

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from openkb import fsio, pages
 from openkb.errors import FileRejected
-from openkb.model import DocumentInfo, PreparedDocument, PrepareTask
+from openkb.model import DocumentInfo, PageTexts, PreparedDocument, PrepareTask
 from openkb.prepare.analyze import count_words, lead_paragraph
 from openkb.prepare.chunk import chunk_markdown
 from openkb.prepare.convert_html import convert_html
 from openkb.prepare.convert_markdown import convert_markdown
-from openkb.prepare.convert_pdf import convert_pdf
+from openkb.prepare.convert_pdf import convert_pdf, extract_pages
 from openkb.prepare.convert_text import convert_text
 from openkb.prepare.converted import Converted
 from openkb.prepare.decode import decode_text
@@ -74,9 +74,9 @@ def read_input(task: PrepareTask, limits: PrepareLimits) -> bytes:
     return data
 
 
-def convert(kind: str, data: bytes) -> Converted:
+def convert(kind: str, data: bytes, pages: PageTexts | None = None) -> Converted:
     if kind == "pdf":
-        return convert_pdf(data)
+        return convert_pdf(data, pages)
     text = decode_text(data)
     if not text.strip():
         raise FileRejected("no text (only whitespace)")
@@ -131,6 +131,16 @@ def write_staging(task: PrepareTask, data: bytes, source: bytes,
     return tuple(str(p) for p in paths)  # type: ignore[return-value]
 
 
+def run_task(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument | PageTexts:
+    """What a worker (or ``--jobs 1``) does with a task: read part of a long
+    PDF, or prepare a whole file. Raises FileRejected with a reason."""
+    if task.part is None:
+        return prepare_file(task, limits)
+    data = read_input(task, limits)
+    detect_kind(task.path, data[:4096])  # a .pdf that is not one is rejected as usual
+    return extract_pages(data, task.seq, *task.part)
+
+
 def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
     """Run every stage for one file. Raises FileRejected with a reason."""
     timings: dict[str, float] = {}
@@ -145,7 +155,7 @@ def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
     data = read_input(task, limits)
     lap("read")
     kind, _ = detect_kind(task.path, data[:4096])
-    converted = convert(kind, data)
+    converted = convert(kind, data, task.pages)
     lap("convert")
     info = analyze(converted, task.display, kind, limits)
     chunks = chunk_markdown(converted.markdown, limits.chunk_chars, converted.heading_lines)

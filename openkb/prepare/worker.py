@@ -1,7 +1,7 @@
 """The body of a prepare worker process.
 
 A worker takes tasks one at a time from its pipe, runs
-:func:`openkb.prepare.stage.prepare_file`, and answers with the prepared
+:func:`openkb.prepare.stage.run_task`, and answers with the prepared
 document or a failure. It ignores SIGINT (the parent decides what Ctrl-C
 means), caps its own address space so a decompression bomb ends in a
 MemoryError here rather than in the OOM killer, and never touches the lock
@@ -21,7 +21,8 @@ import psutil
 
 from openkb.errors import FileRejected
 from openkb.model import FileFailure, PrepareTask
-from openkb.prepare.stage import PrepareLimits, prepare_file
+from openkb.prepare.parts import part_field
+from openkb.prepare.stage import PrepareLimits, run_task
 from openkb.progress import rss_mib
 
 
@@ -60,7 +61,7 @@ def worker_main(conn: Connection, worker: int, limits: PrepareLimits, memory_mb:
             conn.send(("event", {"event": "prepare", "phase": "prepare", "kind": kind,
                                  "pid": os.getpid(), "worker": worker, "rss_mib": rss_mib(),
                                  "mono": time.monotonic(), "file": task.display,
-                                 "doc": task.name, **fields}))
+                                 "doc": task.name, **part_field(task), **fields}))
 
     while True:
         try:
@@ -74,7 +75,7 @@ def worker_main(conn: Connection, worker: int, limits: PrepareLimits, memory_mb:
         start = time.perf_counter()
         fatal = False
         try:
-            result: Any = prepare_file(task, limits)
+            result: Any = run_task(task, limits)
             outcome = "ok"
         except BaseException as exc:  # one file's failure, whatever it is, is reported
             result = FileFailure(task.seq, task.display, describe_failure(exc, memory_mb))
