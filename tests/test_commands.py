@@ -78,6 +78,9 @@ def test_add_reports_failures_and_exits_1(cli, kb: Path, docs: Path) -> None:
     assert result.code == 1
     assert "added 2" in result.out and "failed 1" in result.out
     assert "bad.pdf: named .pdf but is not a PDF (looks like HTML)" in result.out
+    # Where the time went, without --debug: the busiest phases on one line.
+    time_line = next(line for line in result.out.splitlines() if line.strip().startswith("time:"))
+    assert "prepare" in time_line and "busy, summed over workers" in time_line
 
 
 def test_usage_errors_exit_2(cli, kb: Path, tmp_path: Path) -> None:

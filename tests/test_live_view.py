@@ -96,6 +96,22 @@ def test_worker_events_keep_the_prepared_count_ahead() -> None:
     assert state.counts["prepared"] == 2 and state.counts["committed"] == 1
 
 
+def test_a_pdf_read_in_parts_is_one_prepared_file() -> None:
+    state = RunState()
+    for event in _scan(1):
+        state.fold(event)
+    pdf = {"event": "prepare", "file": "long.pdf"}
+    state.fold(pdf | {"kind": "start", "worker": 0, "part": "1/2"})
+    state.fold(pdf | {"kind": "start", "worker": 1, "part": "2/2"})
+    assert state.preparing == {0: "long.pdf (part 1/2)", 1: "long.pdf (part 2/2)"}
+    state.fold(pdf | {"kind": "done", "worker": 0, "part": "1/2"})
+    state.fold(pdf | {"kind": "done", "worker": 1, "part": "2/2"})
+    assert state.counts.get("prepared", 0) == 0
+    state.fold(pdf | {"kind": "start", "worker": 1, "part": "assemble"})
+    state.fold(pdf | {"kind": "done", "worker": 1, "part": "assemble"})
+    assert state.counts["prepared"] == 1 and state.preparing == {}
+
+
 def test_scan_progress_counts_the_total_while_scanning() -> None:
     state = RunState()
     for event in _scan(found=2000):

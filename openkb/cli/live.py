@@ -118,12 +118,17 @@ class RunState:
 
     def _fold_prepare(self, record: dict[str, Any], kind: Any) -> None:
         worker = record.get("worker")
+        part = record.get("part")
         if kind == "start":
-            self.preparing[worker] = record.get("file", "")
+            file = str(record.get("file", ""))
+            self.preparing[worker] = f"{file} (part {part})" if part else file
         elif kind == "done":
             self.preparing.pop(worker, None)
-            self.counts["prepared"] = self.counts.get("prepared", 0) + 1
             self.last_progress = time.monotonic()
+            # A long PDF read in parts is one file, prepared once assembled
+            # (a failed part is counted by the main process's counts).
+            if part in (None, "assemble"):
+                self.counts["prepared"] = self.counts.get("prepared", 0) + 1
 
     def remaining(self) -> int:
         """Files of the total not yet committed, skipped or failed."""

@@ -109,6 +109,10 @@ PHASES = ("scan", "prefilter", "prepare", "lock_wait", "journal", "snapshot", "p
           "index", "compile", "registry_write", "mark_committed", "rollback", "recovery")
 
 
+def _duration(ms: float) -> str:
+    return f"{ms / 1000:.1f}s" if ms >= 1000 else f"{ms:.0f}ms"
+
+
 def print_add_summary(console: Console, report: AddReport, verbose: bool) -> None:
     added, updated = len(report.added), len(report.updated)
     console.print(
@@ -130,6 +134,14 @@ def print_add_summary(console: Console, report: AddReport, verbose: bool) -> Non
         console.print("[red]failed:[/]")
         for failure in report.failed:
             console.print(f"  {safe(failure.display)}: {safe(failure.reason)}")
+    if report.phase_ms and not verbose:
+        # Where the time went, in one line; --debug prints every phase.
+        busiest = sorted(((ms, phase) for phase, ms in report.phase_ms.items()
+                          if phase in PHASES and ms >= 1), reverse=True)[:6]
+        if busiest:
+            console.print("  time: " + " · ".join(f"{phase} {_duration(ms)}"
+                                                  for ms, phase in busiest)
+                          + " (busy, summed over workers)", highlight=False)
     if verbose and report.phase_ms:
         table = Table(title="time per phase (busy, summed over workers)", box=None)
         table.add_column("phase")
