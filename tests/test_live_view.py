@@ -265,6 +265,14 @@ def test_live_view_final_frame_after_the_run() -> None:
     assert "complete ·" in text and "ETA" not in text and "worker" not in text
 
 
+def test_the_committed_bar_fills_when_some_files_failed() -> None:
+    """Failed files never commit: the bar counts what can be, so a finished
+    run with failures shows a full bar, not one stuck short of the total."""
+    ended = {"counts": {"total": 3, "prepared": 3, "committed": 2, "skipped": 1, "failed": 1}}
+    text = _live([*_events(), _committed(2) | ended, _terminal() | ended])
+    assert re.search(r"committed .* 2/2", text) and re.search(r"prepared .* 3/3", text)
+
+
 # -- the real thing, in a pseudo-terminal --------------------------------------
 
 def _run_on_a_tty(args: list[str], env: dict[str, str]) -> tuple[int, str]:

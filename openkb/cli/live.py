@@ -288,7 +288,11 @@ class LiveView:
             c = state.counts
             total = None if state.scanning else c.get("total", 0)
             self._bars.update(self._prepared, completed=c.get("prepared", 0), total=total)
-            self._bars.update(self._committed, completed=c.get("committed", 0), total=total)
+            # Failed and duplicate files will never commit: the bar is full
+            # when everything that can be committed is.
+            committable = None if total is None else c.get("committed", 0) + state.remaining()
+            self._bars.update(self._committed, completed=c.get("committed", 0),
+                              total=committable)
             lines = [*self._stage_lines(), self._status_line()]
         return Group(self._bars, *lines)
 
