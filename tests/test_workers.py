@@ -52,6 +52,15 @@ def _events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _events_so_far(path: Path) -> list[dict]:
+    """The events of a run still writing: a reader may catch the last line
+    half-copied into the file, so only lines ending in a newline count."""
+    if not path.exists():
+        return []
+    complete = path.read_text().rpartition("\n")[0]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
 def test_a_file_that_exhausts_worker_memory_fails_alone(tmp_path: Path) -> None:
     kb = _kb(tmp_path, "worker_memory_mb: 200\n")
     docs = _many(tmp_path / "docs", 6)
@@ -79,11 +88,10 @@ def test_a_killed_worker_fails_only_its_file(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while victim is None and time.monotonic() < deadline:
         time.sleep(0.05)
-        if jsonl.exists():
-            for event in _events(jsonl):
-                if event["event"] == "prepare" and event["kind"] == "start" and \
-                        event.get("file", "").endswith("slow.md"):
-                    victim = event["pid"]
+        for event in _events_so_far(jsonl):
+            if event["event"] == "prepare" and event["kind"] == "start" and \
+                    event.get("file", "").endswith("slow.md"):
+                victim = event["pid"]
     assert victim is not None, "the slow file never started"
     os.kill(victim, signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
@@ -143,7 +151,7 @@ def _start_add(kb: Path, docs: Path, jsonl: Path, jobs: str = "2") -> subprocess
 def _wait_for_commit(jsonl: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if jsonl.exists() and any(e["event"] == "committed" for e in _events(jsonl)):
+        if any(e["event"] == "committed" for e in _events_so_far(jsonl)):
             return
         time.sleep(0.02)
     raise AssertionError("no commit happened")
