@@ -113,6 +113,9 @@ class JsonlWriter:
             with contextlib.suppress(Exception, SystemExit):
                 self._warn(f"cannot write progress events to {self.path}: "
                            f"{exc.strerror or exc}; the ingest goes on without them")
+        self._close_fd()
+
+    def _close_fd(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):
@@ -120,7 +123,4 @@ class JsonlWriter:
 
     def close(self) -> None:
         with self._lock:
-            if self._fd is not None:
-                fd, self._fd = self._fd, None
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            self._close_fd()

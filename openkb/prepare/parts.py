@@ -33,15 +33,6 @@ def split(task: PrepareTask, parts: int) -> list[PrepareTask]:
     return [dataclasses.replace(task, part=(i, parts)) for i in range(parts)]
 
 
-def part_field(task: PrepareTask) -> dict[str, str]:
-    """For progress events: which part of its file a task is."""
-    if task.part is not None:
-        return {"part": f"{task.part[0] + 1}/{task.part[1]}"}
-    if task.pages is not None:
-        return {"part": "assemble"}
-    return {}
-
-
 @dataclass
 class Assembly:
     """The parts of one split PDF, as they come back from the workers."""
@@ -73,6 +64,5 @@ class Assembly:
 
     def whole(self) -> PrepareTask:
         """The task that prepares the document from every page's text."""
-        pages = PageTexts(self.task.seq, self.count, dict(sorted(self.texts.items())),
-                          self.unreadable)
+        pages = PageTexts(self.task.seq, self.count, self.texts, self.unreadable)
         return dataclasses.replace(self.task, pages=pages)

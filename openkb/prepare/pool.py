@@ -25,9 +25,8 @@ from typing import Any
 import psutil
 
 from openkb.model import FileFailure, PageTexts, PreparedDocument, PrepareTask
-from openkb.prepare.parts import part_field
 from openkb.prepare.stage import PrepareLimits, run_task
-from openkb.prepare.worker import describe_failure, worker_main
+from openkb.prepare.worker import describe_failure, prepare_event, worker_main
 from openkb.progress import rss_mib
 
 Result = PreparedDocument | FileFailure | PageTexts
@@ -164,12 +163,10 @@ class WorkerPool:
             # The worker cannot close the span it opened for this file: it is
             # stuck or dead. Close it for it, or the file vanishes from the
             # run's timings while being the slowest in it.
-            self._on_event({"event": "prepare", "phase": "prepare", "kind": "done",
-                            "pid": worker.process.pid, "worker": worker.index,
-                            "rss_mib": _rss_of(worker.process), "file": task.display,
-                            "doc": task.name, **part_field(task), "dur_ms": dur_ms,
-                            "outcome": "error",
-                            "bytes": task.size, "error": reason})
+            self._on_event(prepare_event(task, "done", pid=worker.process.pid,
+                                         worker=worker.index, rss=_rss_of(worker.process),
+                                         dur_ms=dur_ms, outcome="error", bytes=task.size,
+                                         error=reason))
         finished.append(Finished(FileFailure(task.seq, task.display, reason), dur_ms))
         self._restart(worker)
 
@@ -261,10 +258,8 @@ class InProcessPreparer:
 
     def _event(self, task: PrepareTask, kind: str, **fields: Any) -> None:
         if self._on_event is not None:
-            self._on_event({"event": "prepare", "phase": "prepare", "kind": kind,
-                            "pid": os.getpid(), "worker": 0, "rss_mib": rss_mib(),
-                            "file": task.display, "doc": task.name, **part_field(task),
-                            **fields})
+            self._on_event(prepare_event(task, kind, pid=os.getpid(), worker=0,
+                                         rss=rss_mib(), **fields))
 
     def collect(self, timeout: float) -> list[Finished]:
         done, self._done = self._done, []

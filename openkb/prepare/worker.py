@@ -21,7 +21,6 @@ import psutil
 
 from openkb.errors import FileRejected
 from openkb.model import FileFailure, PrepareTask
-from openkb.prepare.parts import part_field
 from openkb.prepare.stage import PrepareLimits, run_task
 from openkb.progress import rss_mib
 
@@ -51,6 +50,21 @@ def _limit_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
+def prepare_event(task: PrepareTask, kind: str, *, pid: int | None, worker: int,
+                  rss: float, **fields: Any) -> dict[str, Any]:
+    """A ``prepare`` progress event for ``task``, whoever sends it: the
+    worker itself, ``--jobs 1``, or the pool closing the span of a worker it
+    had to kill. A part of a long PDF says which part it is."""
+    part: dict[str, str] = {}
+    if task.part is not None:
+        part = {"part": f"{task.part[0] + 1}/{task.part[1]}"}
+    elif task.pages is not None:
+        part = {"part": "assemble"}
+    return {"event": "prepare", "phase": "prepare", "kind": kind, "pid": pid,
+            "worker": worker, "rss_mib": rss, "file": task.display, "doc": task.name,
+            **part, **fields}
+
+
 def worker_main(conn: Connection, worker: int, limits: PrepareLimits, memory_mb: int,
                 emit_events: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -58,10 +72,9 @@ def worker_main(conn: Connection, worker: int, limits: PrepareLimits, memory_mb:
 
     def event(task: PrepareTask, kind: str, **fields: Any) -> None:
         if emit_events:
-            conn.send(("event", {"event": "prepare", "phase": "prepare", "kind": kind,
-                                 "pid": os.getpid(), "worker": worker, "rss_mib": rss_mib(),
-                                 "mono": time.monotonic(), "file": task.display,
-                                 "doc": task.name, **part_field(task), **fields}))
+            conn.send(("event", prepare_event(task, kind, pid=os.getpid(), worker=worker,
+                                              rss=rss_mib(), mono=time.monotonic(),
+                                              **fields)))
 
     while True:
         try:
