@@ -14,11 +14,13 @@ Because everything funnels through here, tests can inject faults and crashes:
 
 - ``OPENKB_FAULT=<op>:<errno>[:n][,...]`` makes the n-th call (default 1st) of
   ``op`` fail with that errno. ``op`` is one of :data:`FAULT_OPS` or ``*``.
-- ``OPENKB_POWERLOSS=1`` records what has been fsynced; when a crash point
-  fires, :func:`simulate_power_loss_if_enabled` first puts every touched path
-  back to its last durable state (see :mod:`openkb.powerloss`), then the
-  process is SIGKILLed. That models a power cut, which a plain kill -9 does
-  not: after kill -9 the kernel still writes back the page cache.
+- ``OPENKB_POWERLOSS=1`` (or ``=torn``) records what has been fsynced; when
+  a crash point fires, :func:`simulate_power_loss_if_enabled` first applies
+  a power cut to every touched path (``1``: each goes back to its last
+  durable state; ``torn``: entry changes survive but unsynced data is cut,
+  see :mod:`openkb.powerloss`), then the process is SIGKILLed. That models
+  a power cut, which a plain kill -9 does not: after kill -9 the kernel
+  still writes back the page cache.
 """
 
 from __future__ import annotations
@@ -84,10 +86,11 @@ def configure_from_env() -> None:
     global _faults, _tracker, _configured
     spec = os.environ.get("OPENKB_FAULT", "").strip()
     _faults = _FaultPlan(spec) if spec else None
-    if os.environ.get("OPENKB_POWERLOSS", "") not in ("", "0"):
+    mode = os.environ.get("OPENKB_POWERLOSS", "")
+    if mode not in ("", "0"):
         from openkb.powerloss import DurabilityTracker
 
-        _tracker = DurabilityTracker()
+        _tracker = DurabilityTracker("drop" if mode == "1" else mode)
     else:
         _tracker = None
     _configured = True
@@ -156,11 +159,12 @@ def _write_all(fd: int, data: bytes, path: object) -> None:
         view = view[written:]
 
 
-def write_new_file(path: Path, data: bytes, *, mode: int = 0o666) -> None:
+def write_new_file(path: Path, data: bytes, *, mode: int = 0o666, sync: bool = True) -> None:
     """Create ``path`` (which must not exist) with ``data``, fsynced; no dir fsync.
 
     For private paths (staging) whose directory is fsynced by the caller, or
-    whose loss is harmless.
+    whose loss is harmless. ``sync=False`` skips the fsync: after a power
+    cut the file may exist and be empty or short.
     """
     _hook("open", path)
     if _tracker is not None:
@@ -170,33 +174,27 @@ def write_new_file(path: Path, data: bytes, *, mode: int = 0o666) -> None:
         _tracker.file_created(path)
     try:
         _write_all(fd, data, path)
-        fsync_fd(fd, path)
+        if sync:
+            fsync_fd(fd, path)
     finally:
         os.close(fd)
-    if _tracker is not None:
+    if _tracker is not None and sync:
         _tracker.file_synced(path)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so a crash leaves either old or new, whole.
 
-    ``durable=False`` skips the fsyncs, for records whose loss recovery
-    tolerates (a journal's "committed" mark: the registry is the authority).
+    ``durable=False`` skips the fsyncs, for advisory records that nothing
+    trusts after a crash (the lock holder record, run records). A kill
+    still leaves old or new, whole; a power cut may leave old, new, or an
+    empty or short new file, since the rename can reach the disk before the
+    data does. Never use it for a file recovery reads.
     """
     tmp = tmp_path_for(path)
     try:
-        if durable:
-            write_new_file(tmp, data)
-            replace(tmp, path)
-        else:
-            _hook("open", tmp)
-            if _tracker is not None:
-                _tracker.before_entry_change(tmp)
-                _tracker.before_entry_change(path)
-            with open(tmp, "xb") as out:
-                out.write(data)
-            _hook("replace", path)
-            os.replace(tmp, path)
+        write_new_file(tmp, data, sync=durable)
+        replace(tmp, path, sync=durable)
     except BaseException:
         _discard(tmp)
         raise

@@ -1,20 +1,32 @@
-"""A power-loss model for the fsio layer (test mode, ``OPENKB_POWERLOSS=1``).
+"""A power-loss model for the fsio layer (test mode, ``OPENKB_POWERLOSS``).
 
 kill -9 cannot show that the fsync discipline is right: the kernel keeps the
 page cache and writes it back after the process dies. A power cut loses
-everything not yet fsynced. This tracker remembers, for every path fsio
+what was not yet fsynced. This tracker remembers, for every path fsio
 touches, the state that is *durable*:
 
 - a directory entry (which inode a name points to, or that it is absent) is
   durable once its parent directory has been fsynced;
 - file content is durable once the file has been fsynced.
 
-When a crash point fires, :meth:`DurabilityTracker.drop_unsynced` rewrites
-every touched path to that durable state (undoing renames, unlinks, creates
-and writes that were never made durable), and the process is then killed.
-Paths seen for the first time are assumed durable as found. SQLite is not
-modelled: it does its own fsyncs, and the point of the model is to check
-ours against its commit point.
+A real filesystem may also write metadata it was never asked to sync (ext4
+commits its journal every few seconds; data=writeback and XFS write
+metadata before data), so a power cut has two extreme outcomes, one per
+mode, and every outcome between them mixes the two:
+
+- ``OPENKB_POWERLOSS=1`` (``drop``): every entry change and every write not
+  fsynced is lost; each touched path goes back to its durable state.
+- ``OPENKB_POWERLOSS=torn``: every entry change survives (creates, renames,
+  unlinks), but data that was never fsynced does not: a file created or
+  appended to without an fsync comes back cut at a 4 KiB boundary (a file
+  under 4 KiB comes back empty; an append keeps at least its durable part).
+
+When a crash point fires, :meth:`DurabilityTracker.drop_unsynced` applies
+the mode, and the process is then killed. Paths seen for the first time,
+and inodes fsio did not create (a worker's fsynced staging file, a hard
+link to an existing file), are durable as found. SQLite is not modelled: it
+does its own fsyncs, and the point of the model is to check ours against
+its commit point.
 """
 
 from __future__ import annotations
@@ -24,14 +36,22 @@ import shutil
 from pathlib import Path
 
 _DIR = ("dir",)
+PAGE = 4096
+
+MODES = ("drop", "torn")
 
 
 class DurabilityTracker:
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "drop") -> None:
+        if mode not in MODES:
+            raise ValueError(f"power-loss mode {mode!r}: expected one of {', '.join(MODES)}")
+        self.mode = mode
         # path -> durable entry: None (absent), _DIR, or an inode key
         self._entry: dict[str, object] = {}
         # inode key -> durable bytes
         self._content: dict[tuple[int, int], bytes] = {}
+        # inodes whose current bytes may be more than their durable bytes
+        self._unsynced: set[tuple[int, int]] = set()
         self._by_parent: dict[str, set[str]] = {}
 
     # -- observation -----------------------------------------------------
@@ -58,7 +78,12 @@ class DurabilityTracker:
         self._capture(os.fspath(path))
 
     def before_content_change(self, path: Path) -> None:
-        self._capture(os.fspath(path))
+        p = os.fspath(path)
+        self._capture(p)
+        state = self._current(p)
+        if isinstance(state, tuple) and state is not _DIR:
+            self._content.setdefault(state, Path(p).read_bytes())
+            self._unsynced.add(state)
 
     def before_tree_removal(self, path: Path) -> None:
         top = os.fspath(path)
@@ -74,6 +99,7 @@ class DurabilityTracker:
         state = self._current(os.fspath(path))
         if isinstance(state, tuple) and state is not _DIR:
             self._content[state] = b""
+            self._unsynced.add(state)
 
     def file_synced(self, path: Path) -> None:
         p = os.fspath(path)
@@ -81,6 +107,7 @@ class DurabilityTracker:
         state = self._current(p)
         if isinstance(state, tuple) and state is not _DIR:
             self._content[state] = Path(p).read_bytes()
+            self._unsynced.discard(state)
 
     def dir_synced(self, path: Path) -> None:
         for child in self._by_parent.get(os.fspath(path), ()):
@@ -93,6 +120,30 @@ class DurabilityTracker:
 
     # -- the power cut ---------------------------------------------------
     def drop_unsynced(self) -> None:
+        """Apply the power cut of this tracker's mode to every touched path."""
+        if self.mode == "torn":
+            self._tear_unsynced_data()
+        else:
+            self._restore_durable_state()
+        os.sync()
+
+    def _tear_unsynced_data(self) -> None:
+        """Entries stay as they are; data never fsynced is cut at a page."""
+        torn: set[tuple[int, int]] = set()
+        for path in list(self._entry):
+            state = self._current(path)
+            if state not in self._unsynced or state in torn:
+                continue
+            torn.add(state)  # type: ignore[arg-type]
+            current = Path(path).read_bytes()
+            durable = self._content.get(state, b"")  # type: ignore[arg-type]
+            keep = len(current) // PAGE * PAGE
+            if current.startswith(durable):
+                keep = max(keep, len(durable))
+            if keep < len(current):
+                os.truncate(path, keep)
+
+    def _restore_durable_state(self) -> None:
         """Put every touched path back to its durable state."""
         items = sorted(self._entry.items(), key=lambda kv: kv[0].count(os.sep))
         for path, state in items:
@@ -108,7 +159,6 @@ class DurabilityTracker:
         for path, state in reversed(items):
             if state is None:
                 _remove(path)
-        os.sync()
 
 
 def _remove(path: str) -> None:

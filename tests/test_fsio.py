@@ -117,3 +117,48 @@ class TestPowerLossModel:
         fsio.write_atomic(unsynced, b"x", durable=False)
         fsio.simulate_power_loss_if_enabled()
         assert not unsynced.exists()
+
+
+class TestTornPowerLoss:
+    """The third outcome: the rename or create reached the disk, the data
+    behind it did not (metadata written before data)."""
+
+    @pytest.fixture(autouse=True)
+    def _torn(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OPENKB_POWERLOSS", "torn")
+        fsio.configure_from_env()
+
+    def test_an_unsynced_atomic_write_keeps_its_name_and_loses_its_data(
+            self, tmp_path: Path) -> None:
+        small, large = tmp_path / "small", tmp_path / "large"
+        small.write_bytes(b"old")
+        fsio.write_atomic(small, b"new record", durable=False)
+        fsio.write_atomic(large, b"x" * 10_000, durable=False)
+        fsio.simulate_power_loss_if_enabled()
+        assert small.read_bytes() == b""  # the rename survived, the data did not
+        assert large.read_bytes() == b"x" * 8192  # cut at a 4 KiB boundary
+
+    def test_durable_writes_survive_whole(self, tmp_path: Path) -> None:
+        target = tmp_path / "journal.json"
+        fsio.write_atomic(target, b"y" * 10_000)
+        fsio.simulate_power_loss_if_enabled()
+        assert target.read_bytes() == b"y" * 10_000
+
+    def test_an_unsynced_append_keeps_its_durable_part(self, tmp_path: Path) -> None:
+        log = tmp_path / "log"
+        fsio.write_atomic(log, b"head\n")
+        fsio._tracker.before_content_change(log)
+        with open(log, "ab") as out:
+            out.write(b"tail\n")
+        fsio.simulate_power_loss_if_enabled()
+        assert log.read_bytes() == b"head\n"
+
+    def test_unsynced_renames_and_unlinks_survive(self, tmp_path: Path) -> None:
+        a, b = tmp_path / "a", tmp_path / "b"
+        fsio.write_atomic(a, b"data")
+        fsio.replace(a, b, sync=False)
+        fsio.simulate_power_loss_if_enabled()
+        assert not a.exists() and b.read_bytes() == b"data"
+        fsio.unlink(b, sync=False)
+        fsio.simulate_power_loss_if_enabled()
+        assert not b.exists()
