@@ -22,7 +22,7 @@ from openkb.ingest import AddReport, CancelToken, add_paths
 from openkb.kb import KB, WaitCallback, init_kb
 from openkb.lock import Holder, read_holder
 from openkb.progress import Progress, RunOutcome
-from openkb.recovery import RecoveryReport
+from openkb.recovery import RecoveryReport, describe_journal
 from openkb.registry import DocumentRow, SearchHit
 from openkb.runs import RunRecord, live_runs
 from openkb.treehash import tree_hash as _tree_hash
@@ -121,6 +121,7 @@ class StatusReport:
     concepts: int
     total_bytes: int
     pending_journals: int
+    refused_journals: list[str]  # why each journal no command will finish is refused
     lock_holder: Holder | None
     running: list[RunRecord]
     last_change: str | None
@@ -129,6 +130,8 @@ class StatusReport:
 def status(kb_dir: str | None, progress: Progress) -> StatusReport:
     with _opened(kb_dir, "openkb status") as kb:
         registry = kb.reader(progress)
+        pending = [describe_journal(kb.layout, registry, path)
+                   for path in pending_journal_paths(kb.layout)]
         total = registry.conn.execute("SELECT coalesce(sum(bytes), 0) FROM documents").fetchone()
         last = registry.conn.execute(
             "SELECT committed_at || ' ' || op || ' ' || docs FROM transactions "
@@ -138,7 +141,8 @@ def status(kb_dir: str | None, progress: Progress) -> StatusReport:
             documents=registry.count_documents(),
             concepts=len(registry.concepts()),
             total_bytes=total[0],
-            pending_journals=len(pending_journal_paths(kb.layout)),
+            pending_journals=len(pending),
+            refused_journals=[j.message for j in pending if j.refused],
             lock_holder=read_holder(kb.layout),
             running=live_runs(kb.layout),
             last_change=last[0] if last else None,
@@ -215,7 +219,7 @@ def recover(kb_dir: str | None, progress: Progress, *, lock_timeout: float | Non
         report = kb.recovery
         outcome.fields.update(rolled_back=len(report.rolled_back),
                               rolled_forward=len(report.rolled_forward),
-                              swept=len(report.swept))
+                              discarded=len(report.discarded), swept=len(report.swept))
         return report
 
 

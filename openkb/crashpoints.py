@@ -31,7 +31,7 @@ CRASHPOINTS: tuple[str, ...] = (
     "registry_write.before",
     "registry_write.after",
     "mark_committed.before",
-    "mark_committed.status_written",
+    "mark_committed.cleaned",
     "mark_committed.after",
     "rollback.before",
     "rollback.action",

@@ -21,6 +21,7 @@ import filelock
 import orjson
 import psutil
 
+from openkb import fsio
 from openkb.errors import LockTimeout
 from openkb.layout import KBLayout
 
@@ -133,7 +134,9 @@ class KBLock:
         self._lock.release()
 
     def _write_holder(self) -> None:
-        # Advisory only and rewritten on every acquisition: no fsync needed.
+        # Advisory and rewritten on every acquisition, so not fsynced: after
+        # a power cut it may be empty or short, which read_holder treats as
+        # no record.
         record = orjson.dumps(
             {
                 "pid": os.getpid(),
@@ -143,10 +146,6 @@ class KBLock:
                 "process_created": psutil.Process().create_time(),
             }
         )
-        tmp = self.layout.lock_holder_path.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            tmp.write_bytes(record)
-            os.replace(tmp, self.layout.lock_holder_path)
-        except OSError:  # a full disk: waiters just cannot name us
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        # A full disk: waiters just cannot name us.
+        with contextlib.suppress(OSError):
+            fsio.write_atomic(self.layout.lock_holder_path, record, durable=False)

@@ -2,39 +2,51 @@
 
 Runs under the exclusive lock, from :meth:`openkb.kb.KB.exclusive` (every
 writing command, before it does anything) and from `openkb recover`. For each
-journal, the registry decides: its txid in ``transactions`` means the commit
-point passed, so the cleanup is finished (roll forward); otherwise every
-action is undone (roll back). The journal's own "committed" mark is not
-trusted for this: it is written without fsync, and a tampered journal must
+journal, the registry decides, by the txid in the journal's file name: in
+``transactions`` means the commit point passed, so the cleanup is finished
+(roll forward); otherwise every action is undone (roll back). A status
+written in the journal is never trusted for this: a tampered journal must
 not be able to make recovery discard backups.
+
+A journal file that holds no journal (empty, torn, not JSON: a power cut
+can leave that of a file whose data never reached the disk) is decided by
+its name alone. Committed: its cleanup is finished from what is on disk
+(its backup dir here, its staging by the leftover sweep). Not committed: it
+cannot have changed anything, since a journal is fsynced before the first
+change it describes, so it is removed, and the removal is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from openkb import fsio
 from openkb.commit import undo
-from openkb.commit.journal import Journal, pending_journal_paths
+from openkb.commit.journal import Journal, JournalUnreadable, pending_journal_paths, txid_of
 from openkb.crashpoints import crashpoint
-from openkb.errors import RecoveryFailed
+from openkb.errors import JournalRefused, RecoveryFailed
 from openkb.layout import KBLayout
 from openkb.lock import run_owner_alive
 from openkb.progress import Progress
 from openkb.registry import Registry
+
+log = logging.getLogger("openkb")
 
 
 @dataclass
 class RecoveryReport:
     rolled_back: list[str] = field(default_factory=list)  # txids
     rolled_forward: list[str] = field(default_factory=list)
+    # unreadable journals of transactions that never committed
+    discarded: list[str] = field(default_factory=list)
     swept: list[str] = field(default_factory=list)  # KB-relative paths removed
 
     @property
     def anything(self) -> bool:
-        return bool(self.rolled_back or self.rolled_forward or self.swept)
+        return bool(self.rolled_back or self.rolled_forward or self.discarded or self.swept)
 
 
 def has_pending_journals(layout: KBLayout) -> bool:
@@ -52,15 +64,8 @@ def drain_pending_journals(layout: KBLayout, registry: Registry, progress: Progr
     with progress.span("recovery", "recovery", journals=len(paths)):
         crashpoint("recovery.before")
         for path in paths:
-            journal = Journal.load(layout, path)
-            crashpoint("recovery.journal")
             try:
-                if registry.has_transaction(journal.txid):
-                    undo.finish(layout, journal, sweep_staging=True, sweep_tmp=True)
-                    report.rolled_forward.append(journal.txid)
-                else:
-                    undo.roll_back(layout, journal, keep_staged=False)
-                    report.rolled_back.append(journal.txid)
+                _finish_journal(layout, registry, path, report)
             except OSError as exc:
                 # Every undo step is idempotent, so the kept journal can be
                 # run again once the cause is gone.
@@ -73,6 +78,67 @@ def drain_pending_journals(layout: KBLayout, registry: Registry, progress: Progr
     return report
 
 
+def _finish_journal(layout: KBLayout, registry: Registry, path: Path,
+                    report: RecoveryReport) -> None:
+    txid = txid_of(path)
+    assert txid is not None  # pending_journal_paths lists only journal names
+    committed = registry.has_transaction(txid)
+    try:
+        journal = Journal.load(layout, path)
+    except JournalUnreadable as exc:
+        crashpoint("recovery.journal")
+        undo.retire_journal(layout, txid)
+        if committed:
+            report.rolled_forward.append(txid)
+        else:
+            log.warning("removed journal %s: %s, and its transaction never reached its "
+                        "commit point, so it had changed nothing", path.name, exc)
+            report.discarded.append(txid)
+        return
+    crashpoint("recovery.journal")
+    if committed:
+        undo.finish(layout, journal, sweep_staging=True, sweep_tmp=True)
+        report.rolled_forward.append(txid)
+    else:
+        undo.roll_back(layout, journal, keep_staged=False)
+        report.rolled_back.append(txid)
+
+
+@dataclass(frozen=True)
+class PendingJournal:
+    """What recovery will do with one pending journal, in words that are true."""
+
+    path: Path
+    refused: bool  # no command will write until a person moves it
+    message: str
+
+
+def describe_journal(layout: KBLayout, registry: Registry, path: Path) -> PendingJournal:
+    """Apply recovery's rules to a pending journal without acting on it."""
+    txid = txid_of(path) or ""
+    committed = registry.has_transaction(txid)
+    try:
+        journal = Journal.load(layout, path)
+    except JournalUnreadable as exc:
+        if committed:
+            return PendingJournal(path, False, (
+                f"the journal of a committed transaction: {exc} (the next openkb command, "
+                "or `openkb recover`, finishes its cleanup)"))
+        return PendingJournal(path, False, (
+            f"a journal that never became durable: {exc}; its transaction never committed "
+            "and changed nothing (the next openkb command, or `openkb recover`, removes it)"))
+    except JournalRefused as exc:
+        return PendingJournal(path, True, (
+            f"{exc}. Every writing command refuses to run until it is gone: {exc.hint}"))
+    except OSError as exc:
+        return PendingJournal(path, True, (
+            f"cannot be read ({exc.strerror or exc}); fix the disk, then run `openkb recover`"))
+    how = "finishes its cleanup" if committed else "rolls it back"
+    return PendingJournal(path, False, (
+        f"{journal.op} of {len(journal.docs)} document(s) left unfinished by pid {journal.pid} "
+        f"(the next openkb command, or `openkb recover`, {how})"))
+
+
 def leftover_paths(layout: KBLayout) -> list[Path]:
     """What no journal accounts for: backup dirs without a journal, temp
     files in private dirs, staging and run records of dead processes. Only
@@ -82,7 +148,7 @@ def leftover_paths(layout: KBLayout) -> list[Path]:
         for entry in _entries(directory):
             path = directory / entry
             orphan_backup = directory == layout.journal_dir and path.is_dir()
-            temp = fsio.is_tmp_name(entry) or entry.endswith(".tmp")
+            temp = fsio.is_tmp_name(entry)
             stale_run = directory == layout.runs_dir and not run_owner_alive(entry)
             if orphan_backup or temp or stale_run:
                 found.append(path)

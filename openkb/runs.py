@@ -13,9 +13,11 @@ import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import orjson
 
+from openkb import fsio
 from openkb.layout import KBLayout
 from openkb.lock import run_owner_alive
 
@@ -30,22 +32,16 @@ class RunRecord:
     phase: str = "scan"
     counts: dict[str, int] = field(default_factory=dict)
 
-    def path(self, layout: KBLayout) -> str:
-        return os.path.join(layout.runs_dir, f"{self.run_id}.json")
+    def path(self, layout: KBLayout) -> Path:
+        return layout.runs_dir / f"{self.run_id}.json"
 
     def save(self, layout: KBLayout) -> None:
-        """Advisory: written without fsync, replaced atomically so readers
-        never see half a record, and never an error (a full disk must not
-        fail the ingest this record describes)."""
-        path = self.path(layout)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as out:
-                out.write(orjson.dumps(asdict(self)))
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        """Advisory: replaced atomically so readers never see half a record,
+        never fsynced (after a power cut it may be empty or short, and
+        :func:`live_runs` skips it), and never an error (a full disk must
+        not fail the ingest this record describes)."""
+        with contextlib.suppress(OSError):
+            fsio.write_atomic(self.path(layout), orjson.dumps(asdict(self)), durable=False)
 
     def delete(self, layout: KBLayout) -> None:
         with contextlib.suppress(OSError):

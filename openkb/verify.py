@@ -32,7 +32,7 @@ from pathlib import Path
 
 from openkb import fsio, index_md, pages
 from openkb.commit import ChangeSet, Removal, commit_changes
-from openkb.commit.journal import pending_journal_paths
+from openkb.commit.journal import pending_journal_paths, txid_of
 from openkb.config import load_config
 from openkb.layout import KBLayout
 from openkb.model import PrepareTask
@@ -40,7 +40,7 @@ from openkb.prepare.chunk import chunk_markdown
 from openkb.prepare.convert_markdown import heading_lines
 from openkb.prepare.stage import PrepareLimits, prepare_file
 from openkb.progress import Progress
-from openkb.recovery import leftover_paths, sweep_leftovers
+from openkb.recovery import describe_journal, leftover_paths, sweep_leftovers
 from openkb.registry import Registry
 
 
@@ -86,7 +86,7 @@ def check(layout: KBLayout, registry: Registry) -> VerifyReport:
             # whether the link or its target is the user's real data.
             report.add("symlink", layout.rel(path), f"is a symlink (to {os.readlink(path)}); "
                        "replace it with the real file or folder")
-    _check_leftovers(layout, report)
+    _check_leftovers(layout, registry, report)
     rows = registry.documents()
     report.documents = len(rows)
     expected_files: dict[str, set[str]] = {"raw": set(), "wiki/sources": set(),
@@ -137,11 +137,10 @@ def check(layout: KBLayout, registry: Registry) -> VerifyReport:
     return report
 
 
-def _check_leftovers(layout: KBLayout, report: VerifyReport) -> None:
+def _check_leftovers(layout: KBLayout, registry: Registry, report: VerifyReport) -> None:
     pending = pending_journal_paths(layout)
     for path in pending:
-        report.add("journal", layout.rel(path), "a transaction was left unfinished "
-                   "(the next openkb command, or `openkb recover`, finishes it)")
+        report.add("journal", layout.rel(path), describe_journal(layout, registry, path).message)
     # A pending journal's backup dir is its before-images, not a leftover.
     owned = {path.with_suffix("") for path in pending}
     # What recovery would sweep, less the records of dead runs: `openkb
@@ -149,7 +148,7 @@ def _check_leftovers(layout: KBLayout, report: VerifyReport) -> None:
     found = {path for path in leftover_paths(layout)
              if path not in owned and path.parent != layout.runs_dir}
     found.update(layout.journal_dir / entry for entry in _entries(layout.journal_dir)
-                 if not entry.endswith(".json"))
+                 if txid_of(layout.journal_dir / entry) is None)
     for path in sorted(found):
         report.add("leftover", layout.rel(path), _leftover_message(layout, path))
     for area in ("raw", "wiki", "wiki/sources", "wiki/summaries", "wiki/concepts"):
@@ -164,7 +163,7 @@ def _leftover_message(layout: KBLayout, path: Path) -> str:
     if path.parent == layout.journal_dir and path.is_dir():
         return ("backup dir of a transaction whose journal is gone "
                 "(`openkb recover` removes it)")
-    if fsio.is_tmp_name(path.name) or path.name.endswith(".tmp"):
+    if fsio.is_tmp_name(path.name):
         return "temp file left by a crash"
     return "stray file in the journal dir, not a journal (repair quarantines it)"
 

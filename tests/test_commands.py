@@ -116,7 +116,7 @@ def test_json_outputs(cli, kb: Path, docs: Path) -> None:
     verified = json.loads(cli("--kb", str(kb), "verify", "--json").out)
     assert verified["problems"] == [] and verified["documents"] == 2
     recovered = json.loads(cli("--kb", str(kb), "recover", "--json").out)
-    assert recovered == {"rolled_back": [], "rolled_forward": [], "swept": []}
+    assert recovered == {"rolled_back": [], "rolled_forward": [], "discarded": [], "swept": []}
     removed = json.loads(cli("--kb", str(kb), "remove", "--json", "--dry-run", "one").out)
     assert removed["removed"] == ["one"] and removed["dry_run"] is True
 

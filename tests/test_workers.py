@@ -218,7 +218,7 @@ def test_sigkill_of_the_main_process_loses_nothing_committed(tmp_path: Path) -> 
 @pytest.mark.heavy
 @pytest.mark.parametrize("point", ["journal.after", "publish.file:2", "compile.after",
                                    "registry_write.before", "registry_write.after",
-                                   "mark_committed.status_written"])
+                                   "mark_committed.cleaned"])
 def test_crash_points_with_parallel_workers(tmp_path: Path, point: str) -> None:
     kb = _kb(tmp_path)
     docs = _many(tmp_path / "docs", 40)

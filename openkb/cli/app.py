@@ -180,9 +180,12 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
               f"{render.human_bytes(report.total_bytes)} of originals")
     if report.last_change:
         out.print(f"  last change: {render.safe(report.last_change)}")
-    if report.pending_journals:
-        out.print(f"  [yellow]{report.pending_journals} unfinished transaction(s)[/]: the next "
+    unfinished = report.pending_journals - len(report.refused_journals)
+    if unfinished:
+        out.print(f"  [yellow]{unfinished} unfinished transaction(s)[/]: the next "
                   "command (or `openkb recover`) finishes them")
+    for message in report.refused_journals:
+        out.print(f"  [red]refused journal[/]: {render.safe(message)}")
     if report.lock_holder:
         out.print(f"  locked by {render.safe(report.lock_holder.describe())}")
     for run in report.running:
@@ -262,6 +265,9 @@ def recover(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         out.print(f"rolled back unfinished transaction {txid}")
     for txid in report.rolled_forward:
         out.print(f"finished committed transaction {txid}")
+    for txid in report.discarded:
+        out.print(f"removed the unreadable journal of transaction {txid}, which never "
+                  "committed")
     if report.swept:
         out.print(f"removed {len(report.swept)} leftover file(s)")
 

@@ -28,6 +28,8 @@ from openkb.layout import JOURNAL_WRITABLE_AREAS, KBLayout
 JOURNAL_VERSION = 1
 
 ACTIVE = "active"
+# Written by releases before 0.2, which marked a journal committed by
+# rewriting it; still accepted, never written.
 COMMITTED = "committed"
 
 _TXID = re.compile(r"^[0-9a-f]{12,40}$")
@@ -65,8 +67,12 @@ class Journal:
     def path(self, layout: KBLayout) -> Path:
         return self.path_for(layout, self.txid)
 
+    @staticmethod
+    def backup_dir_for(layout: KBLayout, txid: str) -> Path:
+        return layout.journal_dir / txid
+
     def backup_dir(self, layout: KBLayout) -> Path:
-        return layout.journal_dir / self.txid
+        return self.backup_dir_for(layout, self.txid)
 
     def backup_path(self, layout: KBLayout, backup: str) -> Path:
         return self.backup_dir(layout) / backup
@@ -89,25 +95,30 @@ class Journal:
         )
 
     def write(self, layout: KBLayout) -> None:
-        """Durably write the journal file."""
+        """Durably write the journal file. It is written once and never
+        rewritten: recovery reads it, so it must never be replaced by bytes
+        that were not fsynced."""
         fsio.write_atomic(self.path(layout), self.to_bytes())
-
-    def write_fast(self, layout: KBLayout) -> None:
-        """Rewrite without fsync: for the "committed" mark, which only saves
-        recovery a registry look-up and may be lost."""
-        fsio.write_atomic(self.path(layout), self.to_bytes(), durable=False)
 
     @classmethod
     def load(cls, layout: KBLayout, path: Path) -> Journal:
+        """Read and validate a journal.
+
+        Raises :class:`JournalUnreadable` if it does not parse into a
+        journal at all (empty, torn, not JSON): what a power cut leaves of a
+        file whose data never reached the disk, so recovery decides by the
+        txid in its name. Raises :class:`JournalRefused` if it parses but
+        must not be executed (unknown version, paths outside the KB).
+        """
+        raw = path.read_bytes()  # an I/O error is no verdict on the journal: it propagates
+        if not raw:
+            raise JournalUnreadable("it is empty")
         try:
-            data = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise JournalRefused(
-                f"refusing journal {path}: it is unreadable ({exc})",
-                hint="move it out of .openkb/journal after checking the KB with `openkb verify`",
-            ) from exc
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise JournalUnreadable(f"it is not valid JSON ({exc})") from exc
         if not isinstance(data, dict):
-            raise JournalRefused(f"refusing journal {path}: it is not a JSON object")
+            raise JournalUnreadable("it is not a JSON object")
         if data.get("version") != JOURNAL_VERSION:
             raise JournalRefused(
                 f"refusing journal {path}: it has version {data.get('version')!r}, and this "
@@ -126,9 +137,13 @@ class Journal:
                 pid=int(data.get("pid", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise JournalRefused(f"refusing journal {path}: it lacks a field ({exc})") from exc
+            raise JournalUnreadable(f"it lacks a field ({exc})") from exc
         validate(layout, journal, path)
         return journal
+
+
+class JournalUnreadable(Exception):
+    """A journal file that holds no journal: empty, torn or not JSON."""
 
 
 def validate(layout: KBLayout, journal: Journal, path: Path) -> None:
@@ -180,10 +195,19 @@ def validate(layout: KBLayout, journal: Journal, path: Path) -> None:
         raise refuse(f"malformed action ({exc})") from exc
 
 
+def txid_of(path: Path) -> str | None:
+    """The txid a journal file is named after, or None if the name is not
+    one openkb gives a journal."""
+    stem = path.name[:-len(".json")] if path.name.endswith(".json") else ""
+    return stem if _TXID.match(stem) else None
+
+
 def pending_journal_paths(layout: KBLayout) -> list[Path]:
-    """Journal files in creation order (txids start with a hex timestamp)."""
+    """Journal files in creation order (txids start with a hex timestamp).
+    Other files in the journal dir are strays, which `verify` reports."""
     try:
-        names = sorted(n for n in os.listdir(layout.journal_dir) if n.endswith(".json"))
+        names = sorted(os.listdir(layout.journal_dir))
     except FileNotFoundError:
         return []
-    return [layout.journal_dir / n for n in names]
+    paths = [layout.journal_dir / n for n in names]
+    return [p for p in paths if txid_of(p) is not None and not p.is_dir()]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from openkb import fsio
 from openkb.commit import undo
-from openkb.commit.journal import COMMITTED
 from openkb.commit.plan import INDEX_SHA_KEY, ChangeSet, Plan, plan_changes
 from openkb.crashpoints import crashpoint
 from openkb.errors import CommitFailed
@@ -92,10 +91,9 @@ def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
         with step("mark_committed"):
             crashpoint("mark_committed.before")
             try:
-                journal.status = COMMITTED
-                journal.write_fast(layout)
-                crashpoint("mark_committed.status_written")
-                undo.finish(layout, journal, sweep_staging=True, sweep_tmp=False)
+                undo.discard_backups(layout, journal, sweep_staging=True, sweep_tmp=False)
+                crashpoint("mark_committed.cleaned")
+                undo.retire_journal(layout, journal.txid)
             except OSError as exc:
                 # The transaction has happened; only its cleanup failed. The
                 # journal stays, and the next lock holder finishes the cleanup.

@@ -63,8 +63,17 @@ def finish(layout: KBLayout, journal: Journal, *, sweep_staging: bool, sweep_tmp
     """Delete the journal's backups, temp files, staging and the journal itself.
 
     Nothing here needs an fsync: if a power cut undoes any of it, the journal
-    reappears and recovery runs this again.
+    reappears, whole (it was fsynced and is never rewritten), and recovery
+    runs this again; a backup dir that reappears without its journal is
+    swept as a leftover.
     """
+    discard_backups(layout, journal, sweep_staging=sweep_staging, sweep_tmp=sweep_tmp)
+    retire_journal(layout, journal.txid)
+
+
+def discard_backups(layout: KBLayout, journal: Journal, *, sweep_staging: bool,
+                    sweep_tmp: bool) -> None:
+    """Everything :func:`finish` deletes but the journal."""
     if sweep_tmp:
         names_by_dir: dict[Path, set[str]] = {}
         for action in journal.actions:
@@ -76,7 +85,13 @@ def finish(layout: KBLayout, journal: Journal, *, sweep_staging: bool, sweep_tmp
     if sweep_staging:
         for rel in journal.staging:
             fsio.remove_tree(layout.resolve(rel, areas=_STAGING_AREA), sync=False)
-    fsio.unlink(journal.path(layout), sync=False)
+
+
+def retire_journal(layout: KBLayout, txid: str) -> None:
+    """Delete a journal and its backup dir: last, so that until it is gone
+    recovery can redo whatever came before."""
+    fsio.remove_tree(Journal.backup_dir_for(layout, txid), sync=False)
+    fsio.unlink(Journal.path_for(layout, txid), sync=False)
 
 
 def _sweep_tmp_files(parent: Path, names: set[str]) -> None:
