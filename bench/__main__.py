@@ -1,4 +1,8 @@
-"""`python -m bench [--quick] [--runs N] [--only SECTION]`: print the table."""
+"""`python -m bench [--quick] [--runs N] [--only SECTION] [--baseline REF]`: print the table.
+
+``--baseline REF`` also runs every section against the source of commit REF
+(exported under bench/out, run with this venv), in the same session, so the
+two columns share the machine's mood."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 
 import pypdf
 
+from bench import run
 from bench.sections import SECTIONS
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -22,22 +27,32 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append",
                         help="run only this section (repeatable)")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also measure commit REF, side by side")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     print(f"openkb benchmark: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"pypdf {pypdf.__version__}, {'quick' if args.quick else f'median of {args.runs}'}")
-    rows = []
+    baseline = run.checkout(args.baseline, OUT) if args.baseline else None
+    rows: list[tuple[str, ...]] = []
     for name in args.only or list(SECTIONS):
         start = time.perf_counter()
         section_rows = SECTIONS[name](OUT, args.runs, args.quick)
+        if baseline is not None:
+            run.use_source(baseline)
+            old = {metric: value for metric, value, _ in SECTIONS[name](OUT, args.runs,
+                                                                        args.quick)}
+            run.use_source(run.ROOT)
+            section_rows = [(m, old.get(m, "-"), v, t) for m, v, t in section_rows]
         rows += section_rows
         print(f"  ({name}: {time.perf_counter() - start:.0f} s)", flush=True)
-    width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
-    print(f"\n| {'metric':<{width}} | {'value':<{value_width}} | target |")
-    print(f"|{'-' * (width + 2)}|{'-' * (value_width + 2)}|--------|")
-    for metric, value, target in rows:
-        print(f"| {metric:<{width}} | {value:<{value_width}} | {target} |")
+    header = ("metric", f"baseline {args.baseline}", "this tree", "target") if baseline \
+        else ("metric", "value", "target")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print("\n| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
     (OUT / "last.json").write_text(json.dumps(rows, indent=1))
 
 

@@ -17,6 +17,13 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+# The openkb source tree the runs use: this one, or a baseline (--baseline).
+SOURCE = ROOT
+
+
+def use_source(path: Path) -> None:
+    global SOURCE
+    SOURCE = path
 
 
 @dataclass
@@ -45,7 +52,7 @@ class RunResult:
 
 def openkb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "openkb", *args], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+                          text=True, env={**os.environ, "PYTHONPATH": str(SOURCE), **(env or {})})
 
 
 def fresh_kb(path: Path, config: str = "") -> Path:
@@ -77,7 +84,7 @@ def add(kb: Path, inputs: list[Path], *, jobs: int, jsonl: Path | None = None,
     args += ["add", "--jobs", str(jobs), *map(str, inputs)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(SOURCE), **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stop, peak = threading.Event(), [0.0]
     sampler = threading.Thread(target=_sample_rss, args=(proc.pid, stop, peak), daemon=True)
@@ -99,3 +106,17 @@ def add(kb: Path, inputs: list[Path], *, jobs: int, jsonl: Path | None = None,
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def checkout(ref: str, out: Path) -> Path:
+    """The source tree of commit ``ref``, exported under ``out`` (no worktree:
+    nothing is registered in the repository)."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    target = out / f"baseline-{sha}"
+    if not (target / "openkb").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import corpus
+from bench import corpus, run
 from bench.run import ROOT, add, fresh_kb, median
 
 SHARED = ROOT.parent / "shared" / "corpus"
@@ -18,7 +18,7 @@ Row = tuple[str, str, str]
 def _floor_s(inputs: list[Path]) -> float:
     out = subprocess.run([sys.executable, "-m", "bench.floor", *map(str, inputs)],
                          capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         env={**os.environ, "PYTHONPATH": str(run.SOURCE)})
     return float(out.stdout.strip())
 
 
@@ -132,4 +132,29 @@ def group_commit(out: Path, runs: int, quick: bool) -> list[Row]:
     return rows
 
 
-SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit}
+STEPS = ("journal", "snapshot", "publish", "index", "compile", "registry_write",
+         "mark_committed")
+
+
+def commit_steps(out: Path, runs: int, quick: bool) -> list[Row]:
+    """Each commit step's own cost: one document per commit (group size 1),
+    into a KB that already holds documents, median over the commits."""
+    count = 100 if quick else 300
+    gen = corpus.generate(out / f"gen-steps-{count}", 2 * count, seed=11)
+    base = corpus.subset(gen, range(count), out / f"set-steps-base-{count}")
+    batch = corpus.subset(gen, range(count, 2 * count), out / f"set-steps-batch-{count}")
+    per_step: dict[str, list[float]] = {step: [] for step in (*STEPS, "commit")}
+    for _ in range(1 if quick else runs):
+        kb = fresh_kb(out / "kb-steps", "commit_group_size: 1\n")
+        add(kb, [base], jobs=1)
+        result = add(kb, [batch], jobs=1, jsonl=out / "steps.jsonl")
+        for step, durations in per_step.items():
+            durations += [e["dur_ms"] for e in result.events
+                          if e.get("event") == step and e.get("kind") == "done"]
+    return [(f"commit step {step}: median per one-document commit",
+             f"{median(durations):.2f} ms" if durations else "-", "")
+            for step, durations in per_step.items()]
+
+
+SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
+            "commit_steps": commit_steps}
