@@ -12,34 +12,20 @@ from __future__ import annotations
 import os
 import signal
 
-# Ordered as a transaction meets them. "*.file" / "*.action" points fire once
-# per file or action, so ":n" picks the n-th (a crash between two publishes).
-CRASHPOINTS: tuple[str, ...] = (
-    "journal.before",
-    "journal.after",
-    "snapshot.before",
-    "snapshot.file",
-    "snapshot.after",
-    "publish.before",
-    "publish.file",
-    "publish.after",
-    "index.before",
-    "index.after",
-    "compile.before",
-    "compile.file",
-    "compile.after",
-    "registry_write.before",
-    "registry_write.after",
-    "mark_committed.before",
-    "mark_committed.cleaned",
-    "mark_committed.after",
-    "rollback.before",
-    "rollback.action",
-    "rollback.after",
-    "recovery.before",
-    "recovery.journal",
-    "recovery.after",
-)
+from openkb.progress import COMMIT_STEPS
+
+# Every step has a point before and after it; some have points inside, which
+# fire once per file or action, so ":n" picks the n-th (a crash between two
+# publishes).
+_INNER_POINTS = {"snapshot": ("file",), "publish": ("file",), "compile": ("file",),
+                 "mark_committed": ("cleaned",), "rollback": ("action",),
+                 "recovery": ("journal",)}
+
+# Ordered as a transaction meets them, then rollback and recovery.
+CRASHPOINTS: tuple[str, ...] = tuple(
+    f"{step}.{point}"
+    for step in (*COMMIT_STEPS, "rollback", "recovery")
+    for point in ("before", *_INNER_POINTS.get(step, ()), "after"))
 
 _CATALOG = frozenset(CRASHPOINTS)
 

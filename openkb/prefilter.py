@@ -13,28 +13,16 @@ another process may have committed in between.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from openkb import names
+from openkb.digest import sha256_file
 from openkb.layout import KBLayout
 from openkb.model import FileFailure, PrepareTask, ScanEntry, Skipped
 from openkb.prepare.sniff import detect_kind_by_name
 from openkb.progress import Progress
 from openkb.registry import Registry
-
-HASH_BLOCK = 1 << 20
-
-
-def hash_file(path: str) -> str:
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class NameReservations:
@@ -84,7 +72,7 @@ def prefilter(
         try:
             with progress.span("hash", "prefilter", file=entry.display,
                                bytes=entry.size) as timing:
-                sha = hash_file(entry.path)
+                sha = sha256_file(entry.path)
         except FileNotFoundError:
             yield entry, FileFailure(entry.seq, entry.display, "vanished after it was scanned"), 0.0
             continue

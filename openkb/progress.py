@@ -38,6 +38,10 @@ from openkb.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Interrupt
 
 SCHEMA = "openkb.progress.v1"
 TERMINAL_EVENTS = ("complete", "error", "cancelled")
+# The steps of a commit, in the order :mod:`openkb.commit.transaction` runs
+# them: each is a span (event and phase) and names its crash points.
+COMMIT_STEPS = ("journal", "snapshot", "publish", "index", "compile", "registry_write",
+                "mark_committed")
 
 Listener = Callable[[dict[str, Any]], None]
 

@@ -22,7 +22,6 @@ re-converted from its raw file.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import sqlite3
@@ -34,6 +33,7 @@ from openkb import fsio, index_md, pages
 from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths, txid_of
 from openkb.config import load_config
+from openkb.digest import sha256_file
 from openkb.layout import KBLayout
 from openkb.model import PrepareTask
 from openkb.prepare.chunk import chunk_markdown
@@ -68,14 +68,6 @@ class VerifyReport:
         self.problems.append(Problem(code, path, message))
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check(layout: KBLayout, registry: Registry) -> VerifyReport:
     report = VerifyReport()
     for problem in registry.integrity_problems():
@@ -107,7 +99,7 @@ def check(layout: KBLayout, registry: Registry) -> VerifyReport:
             report.files_checked += 1
             if not path.is_file():
                 report.add(f"missing-{code}", rel, f"{row.name}: {code} file is missing")
-            elif _sha256_file(path) != want:
+            elif sha256_file(path) != want:
                 report.add(f"changed-{code}", rel, f"{row.name}: {code} file does not match the "
                            "registry's hash")
             elif code == "summary" and path.read_bytes() != summary:
@@ -313,7 +305,7 @@ def _reconvert(layout: KBLayout, registry: Registry, progress: Progress, name: s
     if row is None:
         return
     raw = layout.root / layout.raw_rel(row.name, row.ext)
-    if not raw.is_file() or _sha256_file(raw) != row.sha256:
+    if not raw.is_file() or sha256_file(raw) != row.sha256:
         return  # the original is gone too: reported, not repairable
     config = load_config(layout.config_path)
     staging = layout.staging_dir / progress.run_id / f"repair-{name}"

@@ -31,10 +31,10 @@ from conftest import ROOT, markdown_doc, run_openkb, verify_ok, write_tree
 from pdfgen import make_encrypted_pdf, make_image_only_pdf, make_pdf
 
 from openkb import api
+from openkb.digest import sha256_file as hash_file
 from openkb.errors import FileRejected
 from openkb.model import PrepareTask
 from openkb.names import MAX_NAME_BYTES
-from openkb.prefilter import hash_file
 from openkb.prepare.stage import PrepareLimits, prepare_file
 from openkb.progress import Progress
 

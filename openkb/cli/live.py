@@ -33,7 +33,7 @@ from rich.progress import Progress as Bars
 from rich.text import Text
 
 from openkb.cli.render import safe
-from openkb.progress import TERMINAL_EVENTS
+from openkb.progress import COMMIT_STEPS, TERMINAL_EVENTS
 
 PLAIN_EVERY_S = 15.0
 # The rate (and so the ETA) is measured over this much recent time: a rate
@@ -41,8 +41,6 @@ PLAIN_EVERY_S = 15.0
 RATE_WINDOW_S = 30.0
 # Say "no progress for Ns" once nothing has been prepared or committed this long.
 STALL_NOTE_S = 10.0
-COMMIT_STEPS = frozenset({"journal", "snapshot", "publish", "index", "compile",
-                          "registry_write", "mark_committed"})
 
 
 class RunState:

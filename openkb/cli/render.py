@@ -14,6 +14,7 @@ from rich.table import Table
 
 from openkb.ingest import AddReport
 from openkb.model import SKIP_REASONS
+from openkb.progress import COMMIT_STEPS
 from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit
 
 
@@ -105,8 +106,7 @@ def add_report_json(report: AddReport) -> dict[str, Any]:
     }
 
 
-PHASES = ("scan", "prefilter", "prepare", "lock_wait", "journal", "snapshot", "publish",
-          "index", "compile", "registry_write", "mark_committed", "rollback", "recovery")
+PHASES = ("scan", "prefilter", "prepare", "lock_wait", *COMMIT_STEPS, "rollback", "recovery")
 
 
 def _duration(ms: float) -> str:
