@@ -51,8 +51,10 @@ class RunResult:
 
 
 def openkb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    # cwd: `python -m` puts it first on sys.path, ahead of PYTHONPATH.
     return subprocess.run([sys.executable, "-m", "openkb", *args], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(SOURCE), **(env or {})})
+                          text=True, env={**os.environ, "PYTHONPATH": str(SOURCE), **(env or {})},
+                          cwd=SOURCE)
 
 
 def fresh_kb(path: Path, config: str = "") -> Path:
@@ -85,7 +87,8 @@ def add(kb: Path, inputs: list[Path], *, jobs: int, jsonl: Path | None = None,
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(SOURCE), **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=SOURCE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     stop, peak = threading.Event(), [0.0]
     sampler = threading.Thread(target=_sample_rss, args=(proc.pid, stop, peak), daemon=True)
     sampler.start()

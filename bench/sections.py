@@ -18,7 +18,7 @@ Row = tuple[str, str, str]
 def _floor_s(inputs: list[Path]) -> float:
     out = subprocess.run([sys.executable, "-m", "bench.floor", *map(str, inputs)],
                          capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(run.SOURCE)})
+                         env={**os.environ, "PYTHONPATH": str(run.SOURCE)}, cwd=run.SOURCE)
     return float(out.stdout.strip())
 
 
