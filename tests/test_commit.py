@@ -150,3 +150,26 @@ def test_recompile_restores_edited_pages(kb: Path, sample_docs: Path) -> None:
     assert [p.read_bytes() for p in pages] == before
     assert "recompile all pages" in (kb / "wiki" / "log.md").read_text()
     verify_ok(kb)
+
+
+def test_every_action_kind_round_trips_through_the_journal_format(kb: Path) -> None:
+    """One (de)serialisation, in the JSON openkb 0.1 wrote."""
+    from openkb.commit import actions
+    from openkb.layout import KBLayout
+
+    layout = KBLayout.at(kb)
+    records = [
+        {"kind": "stash", "target": "raw/a.md", "backup": "b1"},
+        {"kind": "publish", "target": "raw/a.md", "staged": ".openkb/staging/r/1/raw.md"},
+        {"kind": "publish", "target": "raw/a.md", "staged": ".openkb/staging/r/1/raw.md",
+         "after_stash": "b1"},
+        {"kind": "rewrite", "target": "wiki/index.md", "backup": None},
+        {"kind": "rewrite", "target": "wiki/index.md", "backup": "b2"},
+        {"kind": "append", "target": "wiki/log.md", "size": 17},
+        {"kind": "attic", "target": "raw/a.md", "attic": "attic/a.md"},
+    ]
+    for record in records:
+        action = actions.from_json(record, layout)
+        assert type(action).kind == record["kind"]
+        assert action.to_json() == record
+    assert set(actions.KINDS) == {r["kind"] for r in records}

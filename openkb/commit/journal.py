@@ -2,14 +2,15 @@
 
 It is written, fsynced, before the transaction touches anything, and names
 every path the transaction may change, relative to the KB root, with the
-action that changes it. That is all recovery needs to undo the transaction,
-or to finish its cleanup, whichever side of the commit point it died on.
-Backups (before-images) live in ``.openkb/journal/<txid>/``.
+action that changes it (:mod:`openkb.commit.actions`). That is all recovery
+needs to undo the transaction, or to finish its cleanup, whichever side of
+the commit point it died on. Backups (before-images) live in
+``.openkb/journal/<txid>/``.
 
-A journal is trusted only if it passes :func:`validate`: a known version, a
-well-formed txid, and paths that stay inside the areas openkb writes. A
-journal that fails is refused and left in place, never executed: a tampered
-journal must not make recovery delete or restore files elsewhere.
+A journal is trusted only if it passes :func:`_trusted_actions`: a known
+version, a well-formed txid, and paths that stay inside the areas openkb
+writes. A journal that fails is refused and left in place, never executed:
+a tampered journal must not make recovery delete or restore files elsewhere.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from pathlib import Path
 import orjson
 
 from openkb import fsio
+from openkb.commit import actions
+from openkb.commit.actions import Action, Where
 from openkb.errors import JournalRefused, UnsafePath
-from openkb.layout import JOURNAL_WRITABLE_AREAS, KBLayout
+from openkb.layout import KBLayout
 
 JOURNAL_VERSION = 1
 
@@ -33,18 +36,6 @@ ACTIVE = "active"
 COMMITTED = "committed"
 
 _TXID = re.compile(r"^[0-9a-f]{12,40}$")
-_BACKUP = re.compile(r"^b[0-9]{1,9}$")
-
-# Action kinds, each undone by recovery.undo:
-#   stash   {target, backup}       live file moved into the backup dir
-#   publish {target, staged, after_stash?}  new file moved in from staging; the target
-#                                  was absent, or is freed first by the stash whose
-#                                  backup is after_stash (an update)
-#   rewrite {target, backup|None}  shared file atomically rewritten; backup is its
-#                                  before-image (hard link), None if it was absent
-#   append  {target, size}         log.md appended to; size is its length before
-#   attic   {target, attic}        remove --keep-raw: raw file moved to attic/
-ACTION_KINDS = ("stash", "publish", "rewrite", "append", "attic")
 
 
 @dataclass
@@ -52,7 +43,7 @@ class Journal:
     txid: str
     op: str
     docs: list[str]
-    actions: list[dict]
+    actions: list[Action]  # in the order they are applied; undone in reverse
     staging: list[str] = field(default_factory=list)  # staging dirs to sweep afterwards
     status: str = ACTIVE
     created: str = ""
@@ -74,8 +65,9 @@ class Journal:
     def backup_dir(self, layout: KBLayout) -> Path:
         return self.backup_dir_for(layout, self.txid)
 
-    def backup_path(self, layout: KBLayout, backup: str) -> Path:
-        return self.backup_dir(layout) / backup
+    def where(self, layout: KBLayout) -> Where:
+        """Where this transaction's actions find their paths."""
+        return Where(layout, self.backup_dir(layout))
 
     # -- persistence -------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -89,7 +81,7 @@ class Journal:
                 "created": self.created,
                 "pid": self.pid,
                 "staging": self.staging,
-                "actions": self.actions,
+                "actions": [action.to_json() for action in self.actions],
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -130,15 +122,16 @@ class Journal:
                 txid=data["txid"],
                 op=data["op"],
                 docs=list(data["docs"]),
-                actions=list(data["actions"]),
+                actions=[],
                 staging=list(data.get("staging", [])),
                 status=data["status"],
                 created=data.get("created", ""),
                 pid=int(data.get("pid", 0)),
             )
+            records = list(data["actions"])
         except (KeyError, TypeError, ValueError) as exc:
             raise JournalUnreadable(f"it lacks a field ({exc})") from exc
-        validate(layout, journal, path)
+        journal.actions = _trusted_actions(layout, journal, records, path)
         return journal
 
 
@@ -146,8 +139,9 @@ class JournalUnreadable(Exception):
     """A journal file that holds no journal: empty, torn or not JSON."""
 
 
-def validate(layout: KBLayout, journal: Journal, path: Path) -> None:
-    """Refuse anything recovery must not execute."""
+def _trusted_actions(layout: KBLayout, journal: Journal, records: list,
+                     path: Path) -> list[Action]:
+    """The journal's actions, if recovery may execute them; else refuse it."""
 
     def refuse(why: str) -> JournalRefused:
         return JournalRefused(
@@ -167,32 +161,9 @@ def validate(layout: KBLayout, journal: Journal, path: Path) -> None:
     try:
         for staging in journal.staging:
             layout.resolve(staging, areas=(f"{layout.meta_dir.name}/staging",))
-        for action in journal.actions:
-            if not isinstance(action, dict) or action.get("kind") not in ACTION_KINDS:
-                raise refuse(f"unknown action {action!r}")
-            kind = action["kind"]
-            layout.resolve(action["target"], areas=JOURNAL_WRITABLE_AREAS)
-            if kind in ("stash", "rewrite"):
-                backup = action.get("backup")
-                if not (backup is None and kind == "rewrite") and not (
-                    isinstance(backup, str) and _BACKUP.match(backup)
-                ):
-                    raise refuse(f"bad backup name {backup!r}")
-            elif kind == "publish":
-                layout.resolve(action["staged"], areas=(f"{layout.meta_dir.name}/staging",))
-                stash = action.get("after_stash")
-                if stash is not None and not (isinstance(stash, str) and _BACKUP.match(stash)):
-                    raise refuse(f"bad backup name {stash!r}")
-            elif kind == "attic":
-                layout.resolve(action["attic"], areas=("attic",))
-            elif kind == "append" and not (
-                isinstance(action.get("size"), int) and action["size"] >= 0
-            ):
-                raise refuse(f"bad size in {action!r}")
-    except UnsafePath as exc:
+        return [actions.from_json(record, layout) for record in records]
+    except (UnsafePath, actions.BadAction) as exc:
         raise refuse(str(exc)) from exc
-    except (KeyError, TypeError) as exc:
-        raise refuse(f"malformed action ({exc})") from exc
 
 
 def txid_of(path: Path) -> str | None:

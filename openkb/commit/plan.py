@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
 
 from openkb import index_md, pages
+from openkb.commit.actions import Action, Append, Attic, Publish, Rewrite, Stash
 from openkb.commit.journal import Journal
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
@@ -44,10 +46,10 @@ class ChangeSet:
 @dataclass
 class Plan:
     journal: Journal
-    stash_and_publish: list[dict]  # publish step, in order
-    compile_writes: list[tuple[dict, bytes]]  # (rewrite action, new content)
-    compile_stashes: list[dict]  # concept pages that stop existing
-    appends: list[tuple[dict, bytes]]  # (append action, bytes): concept pages, log.md
+    publish: list[Stash | Attic | Publish]  # publish step, in order
+    rewrites: list[tuple[Rewrite, bytes]]  # compile step: (action, new content)
+    compile_stashes: list[Stash]  # concept pages that stop existing
+    appends: list[tuple[Append, bytes]]  # (action, bytes): concept pages, log.md
     rows: list[DocumentRow]
     removed_names: list[str]
     summary_updates: list[tuple[str, str]]  # recompile: (name, new summary sha256)
@@ -55,6 +57,7 @@ class Plan:
 
 
 INDEX_SHA_KEY = "index_sha256"
+A = TypeVar("A", bound=Action)
 
 
 def new_txid() -> str:
@@ -66,36 +69,107 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-class _ActionList:
-    def __init__(self) -> None:
-        self.actions: list[dict] = []
+class _Actions:
+    """The journal's actions, in the order they will be applied, sorted into
+    the steps that apply them; backup names handed out as they are needed."""
+
+    def __init__(self, layout: KBLayout) -> None:
+        self.layout = layout
+        self.all: list[Action] = []
+        self.publish: list[Stash | Attic | Publish] = []
+        self.rewrites: list[tuple[Rewrite, bytes]] = []
+        self.compile_stashes: list[Stash] = []
+        self.appends: list[tuple[Append, bytes]] = []
         self._backups = 0
+
+    def _add(self, action: A) -> A:
+        self.all.append(action)
+        return action
+
+    def _exists(self, rel: str) -> bool:
+        return os.path.lexists(self.layout.root / rel)
 
     def backup_name(self) -> str:
         self._backups += 1
         return f"b{self._backups}"
 
-    def add(self, action: dict) -> dict:
-        self.actions.append(action)
-        return action
+    def stash(self, rel: str) -> str:
+        """Publish step: move a live file aside; returns its backup name."""
+        action = self._add(Stash(rel, self.backup_name()))
+        self.publish.append(action)
+        return action.backup
+
+    def attic(self, rel: str, attic_rel: str) -> None:
+        self.publish.append(self._add(Attic(rel, attic_rel)))
+
+    def publish_staged(self, rel: str, staged_rel: str, after_stash: str | None) -> None:
+        self.publish.append(self._add(Publish(rel, staged_rel, after_stash)))
+
+    def rewrite(self, rel: str, content: str) -> None:
+        backup = self.backup_name() if self._exists(rel) else None
+        self.rewrites.append((self._add(Rewrite(rel, backup)), content.encode("utf-8")))
+
+    def append(self, rel: str, content: str) -> None:
+        size = (self.layout.root / rel).stat().st_size if self._exists(rel) else 0
+        self.appends.append((self._add(Append(rel, size)), content.encode("utf-8")))
+
+    def drop(self, rel: str) -> None:
+        """Compile step: a page that stops existing is moved aside."""
+        if self._exists(rel):
+            self.compile_stashes.append(self._add(Stash(rel, self.backup_name())))
 
 
 def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
                  staging_dirs: list[str]) -> Plan:
-    txid = new_txid()
-    now = utc_now()
-    acts = _ActionList()
-    removed_names = [r.name for r in changes.removed]
+    txid, now = new_txid(), utc_now()
+    removed_rows = _rows_to_remove(registry, changes)
+    removed_names = list(removed_rows)
+    acts = _Actions(layout)
+    vacated = _plan_removals(layout, acts, changes, removed_rows)
+    _plan_additions(layout, registry, acts, changes, removed_names, vacated)
+    summary_updates: list[tuple[str, str]] = []
+    if changes.recompile:
+        concept_counts = dict(registry.concepts())
+        _plan_recompile(layout, registry, acts, concept_counts, summary_updates)
+        index_text = index_md.render_index(registry.catalog(), sorted(concept_counts.items()))
+    else:
+        concept_counts = _plan_concepts(layout, registry, acts, changes, removed_rows)
+        index_text = _next_index(layout, registry, changes, removed_names, concept_counts)
+    acts.rewrite(layout.INDEX_REL, index_text)
+    acts.append(layout.LOG_REL, _log_lines(changes, removed_rows, now, txid))
+    rows = [
+        DocumentRow(
+            name=d.name, sha256=d.sha256, origin=d.origin, ext=d.ext, kind=d.info.kind,
+            title=d.info.title, bytes=d.size, info=d.info, source_sha256=d.source_sha256,
+            summary_sha256=d.summary_sha256, added_at=now, txid=txid,
+        )
+        for d in changes.added
+    ]
+    journal = Journal(
+        txid=txid, op=changes.op,
+        docs=sorted(set(removed_names) | {d.name for d in changes.added}), actions=acts.all,
+        staging=staging_dirs, created=now, pid=os.getpid(),
+    )
+    return Plan(journal, acts.publish, acts.rewrites, acts.compile_stashes, acts.appends, rows,
+                removed_names, summary_updates,
+                hashlib.sha256(index_text.encode("utf-8")).hexdigest())
+
+
+def _rows_to_remove(registry: Registry, changes: ChangeSet) -> dict[str, DocumentRow]:
     removed_rows = {}
     for removal in changes.removed:
         row = registry.document(removal.name)
         if row is None:
             raise CommitFailed(f"cannot remove {removal.name!r}: it is not in the registry")
         removed_rows[removal.name] = row
+    return removed_rows
 
-    # -- publish step: move removed files aside, new files in -------------
-    stash_and_publish: list[dict] = []
-    vacated: dict[str, str | None] = {}  # target -> backup of the stash that frees it
+
+def _plan_removals(layout: KBLayout, acts: _Actions, changes: ChangeSet,
+                   removed_rows: dict[str, DocumentRow]) -> dict[str, str | None]:
+    """Move removed documents' files aside (or to the attic); returns each
+    vacated path with the backup of the stash that frees it."""
+    vacated: dict[str, str | None] = {}
     for removal in changes.removed:
         row = removed_rows[removal.name]
         raw_rel = layout.raw_rel(row.name, row.ext)
@@ -104,14 +178,16 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
             if not os.path.lexists(layout.root / rel):
                 continue  # already gone (verify --repair re-converting a lost source)
             if rel == raw_rel and removal.keep_raw:
-                stash_and_publish.append(acts.add(
-                    {"kind": "attic", "target": rel, "attic": _free_attic_rel(layout, row)}))
+                acts.attic(rel, _free_attic_rel(layout, row))
             else:
-                backup = acts.backup_name()
-                vacated[rel] = backup
-                stash_and_publish.append(acts.add(
-                    {"kind": "stash", "target": rel, "backup": backup}))
+                vacated[rel] = acts.stash(rel)
+    return vacated
 
+
+def _plan_additions(layout: KBLayout, registry: Registry, acts: _Actions, changes: ChangeSet,
+                    removed_names: list[str], vacated: dict[str, str | None]) -> None:
+    """Move new documents' staged files into place, refusing to overwrite
+    anything the registry does not know is going."""
     for doc in changes.added:
         if registry.name_taken(doc.name) and doc.name not in removed_names:
             raise CommitFailed(f"the name {doc.name!r} is already taken")
@@ -128,91 +204,31 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
                     f"{rel} exists but the registry does not list it",
                     hint="run `openkb verify --repair` to quarantine orphaned files",
                 )
-            action = {"kind": "publish", "target": rel, "staged": layout.rel(_abs(staged))}
-            if vacated.get(rel):
-                # An update: the target holds the old file until that stash
-                # runs, and rollback must not mistake it for the new one.
-                action["after_stash"] = vacated[rel]
-            stash_and_publish.append(acts.add(action))
+            # An update: the target holds the old file until that stash runs,
+            # and rollback must not mistake it for the new one.
+            acts.publish_staged(rel, layout.rel(Path(os.path.abspath(staged))), vacated.get(rel))
 
-    # -- compile step: concept pages, index.md, summaries on recompile ----
-    compile_writes: list[tuple[dict, bytes]] = []
-    compile_stashes: list[dict] = []
-    appends: list[tuple[dict, bytes]] = []
-    summary_updates: list[tuple[str, str]] = []
 
-    def rewrite(rel: str, content: str) -> None:
-        exists = os.path.lexists(layout.root / rel)
-        action = acts.add({"kind": "rewrite", "target": rel,
-                           "backup": acts.backup_name() if exists else None})
-        compile_writes.append((action, content.encode("utf-8")))
-
-    def append(rel: str, content: str) -> None:
-        size = (layout.root / rel).stat().st_size if os.path.lexists(layout.root / rel) else 0
-        appends.append((acts.add({"kind": "append", "target": rel, "size": size}),
-                        content.encode("utf-8")))
-
-    def drop(rel: str) -> None:
-        if os.path.lexists(layout.root / rel):
-            compile_stashes.append(acts.add(
-                {"kind": "stash", "target": rel, "backup": acts.backup_name()}))
-
-    if changes.recompile:
-        concept_counts = dict(registry.concepts())
-        _plan_recompile(layout, registry, rewrite, drop, concept_counts, summary_updates)
-        index_text = index_md.render_index(registry.catalog(), sorted(concept_counts.items()))
-    else:
-        concept_counts = _plan_concepts(layout, registry, changes, removed_rows, rewrite,
-                                        append, drop)
-        index_text = _next_index(layout, registry, changes, removed_names, concept_counts)
-    rewrite(layout.INDEX_REL, index_text)
-
-    # -- log.md: appended, undone by truncating to its old size -----------
-    log_lines = []
+def _log_lines(changes: ChangeSet, removed_rows: dict[str, DocumentRow], now: str,
+               txid: str) -> str:
+    """log.md's new lines: appended, undone by truncating to its old size."""
+    lines = []
     added_names = {d.name for d in changes.added}
-    for name in removed_names:
+    for name, row in removed_rows.items():
         if name not in added_names:
-            log_lines.append(pages.render_log_line(
-                now, "remove", pages.doc_link(name, removed_rows[name].title), txid))
+            lines.append(pages.render_log_line(now, "remove", pages.doc_link(name, row.title),
+                                               txid))
     for doc in changes.added:
-        op = "update" if doc.name in removed_names else "add"
-        log_lines.append(pages.render_log_line(
-            now, op, pages.doc_link(doc.name, doc.info.title), txid))
+        op = "update" if doc.name in removed_rows else "add"
+        lines.append(pages.render_log_line(now, op, pages.doc_link(doc.name, doc.info.title),
+                                           txid))
     if changes.recompile:
-        log_lines.append(pages.render_log_line(now, "recompile", "all pages", txid))
-    append(layout.LOG_REL, "".join(log_lines))
-
-    rows = [
-        DocumentRow(
-            name=d.name, sha256=d.sha256, origin=d.origin, ext=d.ext, kind=d.info.kind,
-            title=d.info.title, bytes=d.size, info=d.info, source_sha256=d.source_sha256,
-            summary_sha256=d.summary_sha256, added_at=now, txid=txid,
-        )
-        for d in changes.added
-    ]
-    journal = Journal(
-        txid=txid, op=changes.op,
-        docs=sorted(set(removed_names) | added_names), actions=acts.actions,
-        staging=staging_dirs, created=now, pid=os.getpid(),
-    )
-    return Plan(journal, stash_and_publish, compile_writes, compile_stashes, appends, rows,
-                removed_names, summary_updates,
-                hashlib.sha256(index_text.encode("utf-8")).hexdigest())
+        lines.append(pages.render_log_line(now, "recompile", "all pages", txid))
+    return "".join(lines)
 
 
-def _abs(path: str) -> str:
-    return os.path.abspath(path)
-
-
-def _plan_concepts(
-    layout: KBLayout,
-    registry: Registry,
-    changes: ChangeSet,
-    removed_rows: dict[str, DocumentRow],
-    rewrite: Callable[[str, str], None],
-    append: Callable[[str, str], None],
-    drop: Callable[[str], None],
-) -> dict[str, int]:
+def _plan_concepts(layout: KBLayout, registry: Registry, acts: _Actions, changes: ChangeSet,
+                   removed_rows: dict[str, DocumentRow]) -> dict[str, int]:
     """Plan every concept page the change touches; return each touched
     term's document count after it.
 
@@ -238,13 +254,13 @@ def _plan_concepts(
         counts[term] = after
         rel = layout.concept_rel(pages.concept_slug(term))
         if after < 2:
-            drop(rel)
+            acts.drop(rel)
         elif before >= 2 and not leaving and os.path.lexists(layout.root / rel):
-            append(rel, "".join(pages.concept_line(d.name, d.info.title) for d in arriving))
+            acts.append(rel, "".join(pages.concept_line(d.name, d.info.title) for d in arriving))
         else:
             docs = [(n, t) for n, t in registry.term_docs(term) if n not in leaving]
             docs += [(d.name, d.info.title) for d in arriving]
-            rewrite(rel, pages.render_concept(term, docs))
+            acts.rewrite(rel, pages.render_concept(term, docs))
     return counts
 
 
@@ -274,31 +290,27 @@ def _next_index(layout: KBLayout, registry: Registry, changes: ChangeSet,
     return index_md.render_index(catalog, sorted(concepts.items()))
 
 
-def _plan_recompile(
-    layout: KBLayout,
-    registry: Registry,
-    rewrite: Callable[[str, str], None],
-    drop: Callable[[str], None],
-    concept_counts: dict[str, int],
-    summary_updates: list[tuple[str, str]],
-) -> None:
+def _plan_recompile(layout: KBLayout, registry: Registry, acts: _Actions,
+                    concept_counts: dict[str, int],
+                    summary_updates: list[tuple[str, str]]) -> None:
     """Re-render every summary and concept page from the registry; drop
     concept pages that no concept backs."""
     for row in registry.documents():
         content = pages.render_summary(row.name, row.ext, row.bytes, row.info).encode("utf-8")
         path = layout.root / layout.summary_rel(row.name)
         if not path.exists() or path.read_bytes() != content:
-            rewrite(layout.summary_rel(row.name), content.decode("utf-8"))
+            acts.rewrite(layout.summary_rel(row.name), content.decode("utf-8"))
             summary_updates.append((row.name, hashlib.sha256(content).hexdigest()))
     wanted = set()
     for term in sorted(concept_counts):
         slug = pages.concept_slug(term)
         wanted.add(f"{slug}.md")
-        rewrite(layout.concept_rel(slug), pages.render_concept(term, registry.term_docs(term)))
+        acts.rewrite(layout.concept_rel(slug),
+                     pages.render_concept(term, registry.term_docs(term)))
     if layout.concepts_dir.is_dir():
         for entry in sorted(os.listdir(layout.concepts_dir)):
             if entry.endswith(".md") and entry not in wanted:
-                drop(f"wiki/concepts/{entry}")
+                acts.drop(f"wiki/concepts/{entry}")
 
 
 def _free_attic_rel(layout: KBLayout, row: DocumentRow) -> str:

@@ -117,66 +117,51 @@ def _timed(progress: Progress, name: str, fields: dict,
 
 def _snapshot(layout: KBLayout, plan: Plan) -> None:
     journal = plan.journal
+    where = journal.where(layout)
     crashpoint("snapshot.before")
-    backup_dir = journal.backup_dir(layout)
-    fsio.makedirs(backup_dir)
+    fsio.makedirs(where.backup_dir)
     linked = False
-    for action, _ in plan.compile_writes:
-        if action["backup"]:
+    for action, _ in plan.rewrites:
+        if action.backup is not None:
             crashpoint("snapshot.file")
-            target = layout.root / action["target"]
-            fsio.snapshot_file(target, journal.backup_path(layout, action["backup"]), sync=False)
-            linked = True
+            linked = action.snapshot(where) or linked
     if linked:
         # Before-images are durable before any target is overwritten.
-        fsio.fsync_dir(backup_dir)
+        fsio.fsync_dir(where.backup_dir)
     crashpoint("snapshot.after")
 
 
 def _publish(layout: KBLayout, plan: Plan) -> None:
-    journal = plan.journal
+    where = plan.journal.where(layout)
     crashpoint("publish.before")
-    backup_dirs: set[Path] = set()
-    target_dirs: set[Path] = set()
-    for action in plan.stash_and_publish:
+    aside: set[Path] = set()
+    targets: set[Path] = set()
+    for action in plan.publish:
         crashpoint("publish.file")
-        target = layout.root / action["target"]
-        kind = action["kind"]
-        if kind == "stash":
-            backup = journal.backup_path(layout, action["backup"])
-            fsio.replace(target, backup, sync=False)
-            backup_dirs.add(backup.parent)
-        elif kind == "attic":
-            attic = layout.root / action["attic"]
-            fsio.makedirs(attic.parent)
-            fsio.replace(target, attic, sync=False)
-            backup_dirs.add(attic.parent)
-        else:
-            # The staged file's data was fsynced by the prepare stage that
-            # wrote it; only the new name needs making durable.
-            fsio.replace(layout.root / action["staged"], target, sync=False)
-        target_dirs.add(target.parent)
-    # Where a file went, before where it came from.
-    fsio.fsync_dirs(backup_dirs)
-    fsio.fsync_dirs(target_dirs)
+        went, target_dir = action.apply(where)
+        if went is not None:
+            aside.add(went)
+        targets.add(target_dir)
+    # Where a stashed file went, before the dirs it left: a power cut can
+    # then leave it under two names, never under none.
+    fsio.fsync_dirs(aside)
+    fsio.fsync_dirs(targets)
     crashpoint("publish.after")
 
 
 def _compile(layout: KBLayout, plan: Plan) -> None:
-    journal = plan.journal
+    where = plan.journal.where(layout)
     crashpoint("compile.before")
-    writes = [(layout.root / action["target"], content) for action, content in plan.compile_writes]
+    writes = [(where.live(action.target), content) for action, content in plan.rewrites]
     fsio.write_many_atomic(writes, before_each_replace=lambda: crashpoint("compile.file"))
     if plan.compile_stashes:
-        for action in plan.compile_stashes:
-            fsio.replace(layout.root / action["target"],
-                         journal.backup_path(layout, action["backup"]), sync=False)
-        fsio.fsync_dir(journal.backup_dir(layout))
-        fsio.fsync_dirs({(layout.root / a["target"]).parent for a in plan.compile_stashes})
+        moved = [action.apply(where) for action in plan.compile_stashes]
+        fsio.fsync_dirs({went for went, _ in moved})
+        fsio.fsync_dirs({target_dir for _, target_dir in moved})
     for action, data in plan.appends:
         if data:
             crashpoint("compile.file")
-            fsio.append(layout.root / action["target"], data)
+            action.apply(where, data)
     crashpoint("compile.after")
 
 

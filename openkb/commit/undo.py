@@ -10,7 +10,7 @@ from pathlib import Path
 from openkb import fsio
 from openkb.commit.journal import Journal
 from openkb.crashpoints import crashpoint
-from openkb.layout import JOURNAL_WRITABLE_AREAS, KBLayout
+from openkb.layout import KBLayout
 
 _STAGING_AREA = (".openkb/staging",)
 
@@ -24,34 +24,11 @@ def roll_back(layout: KBLayout, journal: Journal, *, keep_staged: bool) -> None:
     them instead.
     """
     crashpoint("rollback.before")
+    where = journal.where(layout)
     touched: set[Path] = set()
     for action in reversed(journal.actions):
         crashpoint("rollback.action")
-        target = layout.resolve(action["target"], areas=JOURNAL_WRITABLE_AREAS)
-        kind = action["kind"]
-        if kind == "publish":
-            stash = action.get("after_stash")
-            if stash and not os.path.lexists(journal.backup_path(layout, stash)):
-                pass  # the old file was never moved aside: the target is still it
-            elif os.path.lexists(target):
-                staged = layout.resolve(action["staged"], areas=_STAGING_AREA)
-                if keep_staged and staged.parent.is_dir() and not os.path.lexists(staged):
-                    fsio.replace(target, staged, sync=False)
-                else:
-                    fsio.unlink(target, sync=False)
-        elif kind in ("stash", "rewrite") and action.get("backup"):
-            backup = journal.backup_path(layout, action["backup"])
-            if os.path.lexists(backup):
-                fsio.replace(backup, target, sync=False)
-        elif kind == "rewrite":  # no backup: the file is new
-            fsio.unlink(target, sync=False)
-        elif kind == "attic":
-            attic = layout.resolve(action["attic"], areas=("attic",))
-            if os.path.lexists(attic) and not os.path.lexists(target):
-                fsio.replace(attic, target, sync=False)
-        elif kind == "append" and target.exists() and target.stat().st_size > action["size"]:
-            fsio.truncate(target, action["size"])
-        touched.add(target.parent)
+        touched.add(action.undo(where, keep_staged=keep_staged))
     # Restored entries must be durable before the journal that could redo
     # this rollback goes away.
     fsio.fsync_dirs({d for d in touched if d.is_dir()})
@@ -75,9 +52,10 @@ def discard_backups(layout: KBLayout, journal: Journal, *, sweep_staging: bool,
                     sweep_tmp: bool) -> None:
     """Everything :func:`finish` deletes but the journal."""
     if sweep_tmp:
+        where = journal.where(layout)
         names_by_dir: dict[Path, set[str]] = {}
         for action in journal.actions:
-            target = layout.resolve(action["target"], areas=JOURNAL_WRITABLE_AREAS)
+            target = where.live(action.target)
             names_by_dir.setdefault(target.parent, set()).add(target.name)
         for parent, names in names_by_dir.items():
             _sweep_tmp_files(parent, names)
