@@ -3,8 +3,9 @@
 ``OPENKB_CRASH_AT=<name>[:n]`` kills this process with SIGKILL the n-th time
 (default 1st) execution reaches ``crashpoint(name)``. Tests enumerate
 :data:`CRASHPOINTS` and kill real processes at each one; `openkb debug
-crashpoints` prints the same list. A name not in the catalog is a programming
-error, so the catalog can never drift from the code.
+crashpoints` prints the same list. A test checks that every
+``crashpoint("...")`` in the code names a catalog entry and every entry is
+reached by some call, so the catalog cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 
+from openkb import fsio
 from openkb.progress import COMMIT_STEPS
 
 # Every step has a point before and after it; some have points inside, which
@@ -72,8 +74,5 @@ def crashpoint(name: str) -> None:
         return
     _target.hits += 1
     if _target.hits == _target.nth:
-        # Imported late: fsio imports this module.
-        from openkb import fsio
-
         fsio.simulate_power_loss_if_enabled()
         os.kill(os.getpid(), signal.SIGKILL)

@@ -31,6 +31,7 @@ import itertools
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 FAULT_OPS = (
@@ -50,9 +51,23 @@ TMP_MARK = ".openkb-tmp-"
 _tmp_counter = itertools.count()
 
 
+@dataclass
+class FaultRule:
+    """Fail the ``nth`` call of ``op`` with ``errno``; ``hits`` counts calls."""
+
+    op: str
+    errno: int
+    nth: int
+    hits: int = 0
+
+    @property
+    def fired(self) -> bool:
+        return self.hits >= self.nth
+
+
 class _FaultPlan:
     def __init__(self, spec: str) -> None:
-        self.rules: list[list] = []  # [op, errno, nth, hits]
+        self.rules: list[FaultRule] = []
         for part in filter(None, (p.strip() for p in spec.split(","))):
             fields = part.split(":")
             if len(fields) not in (2, 3) or (fields[0] not in FAULT_OPS and fields[0] != "*"):
@@ -66,14 +81,15 @@ class _FaultPlan:
             if not isinstance(code, int):
                 raise ValueError(f"OPENKB_FAULT={spec!r}: unknown errno {fields[1]!r}")
             nth = int(fields[2]) if len(fields) == 3 else 1
-            self.rules.append([fields[0], code, nth, 0])
+            self.rules.append(FaultRule(fields[0], code, nth))
 
     def check(self, op: str, path: object) -> None:
         for rule in self.rules:
-            if rule[0] in (op, "*"):
-                rule[3] += 1
-                if rule[3] == rule[2]:
-                    raise OSError(rule[1], f"{os.strerror(rule[1])} (injected at {op})", str(path))
+            if rule.op in (op, "*"):
+                rule.hits += 1
+                if rule.hits == rule.nth:
+                    raise OSError(rule.errno, f"{os.strerror(rule.errno)} (injected at {op})",
+                                  str(path))
 
 
 _faults: _FaultPlan | None = None
@@ -105,7 +121,7 @@ def _hook(op: str, path: object) -> None:
 
 def faults_fired() -> bool:
     """Has every configured fault fired? (For tests enumerating faults.)"""
-    return _faults is not None and all(rule[3] >= rule[2] for rule in _faults.rules)
+    return _faults is not None and all(rule.fired for rule in _faults.rules)
 
 
 def simulate_power_loss_if_enabled() -> None:

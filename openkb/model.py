@@ -131,10 +131,14 @@ class PreparedDocument:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+# The scan position of a failure found while scanning: the file never got one.
+NO_SEQ = -1
+
+
 @dataclass(frozen=True, slots=True)
 class FileFailure:
     """One input that could not be ingested, with a reason a user can act on."""
 
-    seq: int
+    seq: int  # scan position, or NO_SEQ
     display: str
     reason: str

@@ -50,16 +50,21 @@ log = logging.getLogger("openkb.progress")
 
 
 _RSS_EVERY_S = 0.1
-_rss_cache = [0.0, -1.0]  # value, monotonic time it was read
+
+
+class _RssSample:
+    mib = 0.0
+    read_at = float("-inf")  # monotonic
 
 
 def rss_mib() -> float:
     """This process's RSS, read at most every 100 ms: events come in bursts of
     dozens per document, and psutil costs more than the rest of an event."""
     now = time.monotonic()
-    if now - _rss_cache[1] >= _RSS_EVERY_S:
-        _rss_cache[:] = [round(_process.memory_info().rss / 1048576, 1), now]
-    return _rss_cache[0]
+    if now - _RssSample.read_at >= _RSS_EVERY_S:
+        _RssSample.mib = round(_process.memory_info().rss / 1048576, 1)
+        _RssSample.read_at = now
+    return _RssSample.mib
 
 
 def new_run_id() -> str:

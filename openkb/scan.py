@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from openkb.model import FileFailure, ScanEntry, Skipped
+from openkb.model import NO_SEQ, FileFailure, ScanEntry, Skipped
 from openkb.prepare.sniff import is_supported
 
 SCAN_PROGRESS_EVERY = 1000
@@ -52,7 +52,7 @@ def scan_inputs(
         """``path`` is what to open (a followed symlink's target), ``display``
         what the user named."""
         if not _utf8_name(path) or not _utf8_name(display):
-            result.failed.append(FileFailure(-1, display, NOT_UTF8_FILE))
+            result.failed.append(FileFailure(NO_SEQ, display, NOT_UTF8_FILE))
             return
         key = (st.st_dev, st.st_ino)
         if key in seen_files:  # named twice: overlapping inputs, hard or sym links
@@ -71,7 +71,7 @@ def scan_inputs(
         try:
             st = os.stat(arg)
         except OSError as exc:
-            result.failed.append(FileFailure(-1, arg, f"cannot read: {exc.strerror}"))
+            result.failed.append(FileFailure(NO_SEQ, arg, f"cannot read: {exc.strerror}"))
             continue
         if stat.S_ISDIR(st.st_mode):
             _walk(arg, kb_real, follow_symlinks, add_file, result)
@@ -113,7 +113,7 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
             with os.scandir(directory) as it:
                 children = sorted(it, key=lambda e: os.fsencode(e.name))
         except OSError as exc:
-            result.failed.append(FileFailure(-1, directory, f"cannot list: {exc.strerror}"))
+            result.failed.append(FileFailure(NO_SEQ, directory, f"cannot list: {exc.strerror}"))
             continue
         subdirs: list[str] = []
         for entry in children:
@@ -137,7 +137,7 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
                         continue
                     st = os.stat(target)
             except OSError as exc:
-                result.failed.append(FileFailure(-1, path, f"cannot read: {exc.strerror}"))
+                result.failed.append(FileFailure(NO_SEQ, path, f"cannot read: {exc.strerror}"))
                 continue
             if stat.S_ISDIR(st.st_mode):
                 key = (st.st_dev, st.st_ino)
@@ -149,7 +149,7 @@ def _walk(top: str, kb_real: str, follow_symlinks: bool,
                     result.skipped.append(Skipped(path, "hidden", "the knowledge base itself"))
                     continue
                 if not _utf8_name(path) or not _utf8_name(target):
-                    result.failed.append(FileFailure(-1, path, NOT_UTF8_DIR))
+                    result.failed.append(FileFailure(NO_SEQ, path, NOT_UTF8_DIR))
                     continue
                 subdirs.append(target)
             elif stat.S_ISREG(st.st_mode):

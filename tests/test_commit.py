@@ -173,3 +173,22 @@ def test_every_action_kind_round_trips_through_the_journal_format(kb: Path) -> N
         assert type(action).kind == record["kind"]
         assert action.to_json() == record
     assert set(actions.KINDS) == {r["kind"] for r in records}
+
+
+def test_the_crash_point_catalog_matches_the_code() -> None:
+    """Every crashpoint("...") in openkb names a catalog entry, and every
+    entry is reached by some call: the list `openkb debug crashpoints` prints
+    and the crash suite enumerates is the code's."""
+    import ast
+
+    from openkb.crashpoints import CRASHPOINTS
+
+    called = set()
+    for path in (Path(__file__).parents[1] / "openkb").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "crashpoint"):
+                (arg,) = node.args
+                assert isinstance(arg, ast.Constant), f"{path}: a crash point must be a literal"
+                called.add(arg.value)
+    assert called == set(CRASHPOINTS)

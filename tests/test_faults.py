@@ -265,11 +265,11 @@ def count_calls(world: World, tmp_path: Path, operation: str,
     _set_fault(monkeypatch, ",".join(f"{op}:EIO:{NEVER}" for op in fsio.FAULT_OPS))
     try:
         OPERATIONS[operation](kb, world)
-        rules = fsio._faults.rules  # [op, errno, nth, hits]
+        rules = fsio._faults.rules
     finally:
         _set_fault(monkeypatch, None)
     shutil.rmtree(kb)
-    return {rule[0]: rule[3] for rule in rules}
+    return {rule.op: rule.hits for rule in rules}
 
 
 # -- tests ----------------------------------------------------------------------
@@ -350,8 +350,7 @@ def test_a_failing_rollback_is_finished_by_the_next_command(
             error = None
         except OpenKBError as exc:
             error = exc
-        rules = fsio._faults.rules  # [op, errno, nth, hits]
-        first_fired, second_fired = (rule[3] >= rule[2] for rule in rules)
+        first_fired, second_fired = (rule.fired for rule in fsio._faults.rules)
         _set_fault(monkeypatch, None)
         if not first_fired:
             break
