@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths
 from openkb.errors import EXIT_OK, UnknownDocument, UsageError, VerifyFailed
@@ -23,7 +25,7 @@ from openkb.kb import KB, WaitCallback, init_kb
 from openkb.lock import Holder, read_holder
 from openkb.progress import Progress, RunOutcome
 from openkb.recovery import RecoveryReport, describe_journal
-from openkb.registry import DocumentRow, SearchHit
+from openkb.registry import DocumentRow, SearchHit, TransactionRow
 from openkb.runs import RunRecord, live_runs
 from openkb.treehash import tree_hash as _tree_hash
 from openkb.verify import VerifyReport, verify_kb
@@ -132,21 +134,23 @@ def status(kb_dir: str | None, progress: Progress) -> StatusReport:
         registry = kb.reader(progress)
         pending = [describe_journal(kb.layout, registry, path)
                    for path in pending_journal_paths(kb.layout)]
-        total = registry.conn.execute("SELECT coalesce(sum(bytes), 0) FROM documents").fetchone()
-        last = registry.conn.execute(
-            "SELECT committed_at || ' ' || op || ' ' || docs FROM transactions "
-            "ORDER BY committed_at DESC, rowid DESC LIMIT 1").fetchone()
+        last = registry.last_transaction()
         return StatusReport(
             root=kb.layout.root,
             documents=registry.count_documents(),
             concepts=len(registry.concepts()),
-            total_bytes=total[0],
+            total_bytes=registry.total_bytes(),
             pending_journals=len(pending),
             refused_journals=[j.message for j in pending if j.refused],
             lock_holder=read_holder(kb.layout),
             running=live_runs(kb.layout),
-            last_change=last[0] if last else None,
+            last_change=_describe_transaction(last) if last else None,
         )
+
+
+def _describe_transaction(tx: TransactionRow) -> str:
+    """``<committed_at> <op> <docs as JSON>``: what `openkb status` calls the last change."""
+    return f"{tx.committed_at} {tx.op} {orjson.dumps(tx.docs).decode()}"
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

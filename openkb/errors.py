@@ -76,6 +76,10 @@ class CommitFailed(OpenKBError):
     """A transaction failed and was rolled back; the KB is as it was before it."""
 
 
+class IndexUnreadable(OpenKBError):
+    """The search index cannot be read (its FTS5 table is gone or damaged)."""
+
+
 class VerifyFailed(OpenKBError):
     """`openkb verify` found inconsistencies."""
 

@@ -35,7 +35,7 @@ from openkb.recovery import (
     leftover_paths,
     sweep_leftovers,
 )
-from openkb.registry import Registry, open_for_reading
+from openkb.registry import Registry
 
 log = logging.getLogger("openkb")
 
@@ -86,10 +86,7 @@ def init_kb(root: str | os.PathLike[str]) -> tuple[KBLayout, bool]:
     # The database appears last, under its final name, by rename: a KB is a
     # KB only once everything above exists.
     tmp = fsio.tmp_path_for(layout.db_path)
-    registry = Registry.create(tmp)
-    registry.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    registry.conn.execute("PRAGMA journal_mode = DELETE")
-    registry.close()
+    Registry.create(tmp).finish_creation()
     fsio.fsync_file(tmp)
     fsio.replace(tmp, layout.db_path)
     return layout, True
@@ -175,5 +172,5 @@ class KB:
                 # Reading stays possible: the registry shows committed state.
                 log.warning("%s (%s)", exc, exc.hint)
         if self._registry is None:
-            self._registry = open_for_reading(self.layout.db_path)
+            self._registry = Registry.open_for_reading(self.layout.db_path)
         return self._registry

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths, txid_of
 from openkb.config import load_config
 from openkb.digest import sha256_file
+from openkb.errors import IndexUnreadable
 from openkb.layout import KBLayout
 from openkb.model import PrepareTask
 from openkb.prepare.chunk import chunk_markdown
@@ -83,7 +83,7 @@ def check(layout: KBLayout, registry: Registry) -> VerifyReport:
     report.documents = len(rows)
     expected_files: dict[str, set[str]] = {"raw": set(), "wiki/sources": set(),
                                            "wiki/summaries": set()}
-    chunk_counts = dict(registry.conn.execute("SELECT doc, count(*) FROM chunks GROUP BY doc"))
+    chunk_counts = registry.chunk_counts()
     for row in rows:
         raw_rel = layout.raw_rel(row.name, row.ext)
         expected_files["raw"].add(Path(raw_rel).name)
@@ -112,11 +112,11 @@ def check(layout: KBLayout, registry: Registry) -> VerifyReport:
             report.add("index", doc, f"chunks in the index for unknown document {doc!r}")
     chunk_rows = sum(chunk_counts.values())
     try:
-        fts_rows = registry.conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
+        fts_rows = registry.fts_row_count()
+    except IndexUnreadable as exc:
         # A dropped FTS table, or shadow tables too damaged for FTS5 to open
         # it ("vtable constructor failed"): repair rebuilds it from sources.
-        report.add("index", "chunks_fts", f"the search index cannot be read: {exc}")
+        report.add("index", "chunks_fts", str(exc))
     else:
         if fts_rows != chunk_rows:
             report.add("index", "chunks_fts", f"{fts_rows} FTS rows for {chunk_rows} chunks")
@@ -163,10 +163,7 @@ def _leftover_message(layout: KBLayout, path: Path) -> str:
 def _check_pages(layout: KBLayout, registry: Registry, report: VerifyReport) -> None:
     concepts = registry.concepts()
     report.concepts = len(concepts)
-    actual_counts = dict(registry.conn.execute(
-        "SELECT term, count(*) FROM doc_terms GROUP BY term"))
-    stored_counts = dict(registry.conn.execute("SELECT term, doc_count FROM terms"))
-    if actual_counts != stored_counts:
+    if registry.term_counts() != registry.stored_term_counts():
         report.add("terms", "terms", "term counts do not match the documents' key terms")
     wanted = set()
     for term, _ in concepts:
