@@ -19,7 +19,7 @@ import orjson
 
 from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths
-from openkb.errors import EXIT_OK, UnknownDocument, UsageError, VerifyFailed
+from openkb.errors import UnknownDocument, UsageError, exit_code_of_run
 from openkb.ingest import AddReport, CancelToken, add_paths
 from openkb.kb import KB, WaitCallback, init_kb
 from openkb.lock import Holder, read_holder
@@ -70,7 +70,7 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
         cancel: CancelToken | None = None, lock_timeout: float | None = None,
         on_lock_wait: WaitCallback | None = None) -> AddReport:
     if jobs is not None and jobs < 1:
-        raise UsageError("--jobs must be at least 1")
+        raise UsageError("jobs must be at least 1", argument="jobs")
     with _opened(kb_dir, "openkb add") as kb:
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                          lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
@@ -168,7 +168,7 @@ def fts_query(text: str) -> str:
 def search(kb_dir: str | None, query: str, progress: Progress, *,
            limit: int = 10) -> list[SearchHit]:
     if limit < 1:
-        raise UsageError("--limit must be at least 1")
+        raise UsageError("limit must be at least 1", argument="limit")
     with _opened(kb_dir, "openkb search") as kb:
         return kb.reader(progress).search(fts_query(query), limit)
 
@@ -180,7 +180,6 @@ class ShowResult:
     source_path: Path
     raw_path: Path
     summary: str
-    terms: list[str]
 
 
 def show(kb_dir: str | None, doc: str, progress: Progress) -> ShowResult:
@@ -194,7 +193,7 @@ def show(kb_dir: str | None, doc: str, progress: Progress) -> ShowResult:
         summary_path = layout.root / layout.summary_rel(row.name)
         return ShowResult(row, summary_path, layout.root / layout.source_rel(row.name),
                           layout.root / layout.raw_rel(row.name, row.ext),
-                          summary_path.read_text(encoding="utf-8"), registry.doc_terms(row.name))
+                          summary_path.read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -237,8 +236,8 @@ def verify(kb_dir: str | None, progress: Progress, *, repair: bool = False,
     with _changing(kb_dir, "openkb verify", progress) as (kb, outcome), \
             kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait, recover=repair):
         report = verify_kb(kb.layout, kb.registry, progress, repair=repair)
-        # The exit code the CLI will use: it raises VerifyFailed on problems.
-        outcome.exit_code = EXIT_OK if report.ok else VerifyFailed.exit_code
+        # The exit code the CLI will use.
+        outcome.exit_code = exit_code_of_run(failed=not report.ok)
         outcome.fields.update(repair=repair, ok=report.ok, problems=len(report.problems),
                               repaired=sum(p.repaired for p in report.problems))
         return report

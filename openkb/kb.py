@@ -43,8 +43,9 @@ WaitCallback = Callable[[Holder | None, float], None]
 
 
 def find_kb_root(explicit: str | None) -> Path:
-    """``--kb``, else ``OPENKB_DIR``, else the nearest parent of the current
-    directory that holds a KB (as git finds its repository)."""
+    """``explicit`` (the API's ``kb_dir``), else ``OPENKB_DIR``, else the
+    nearest parent of the current directory that holds a KB (as git finds
+    its repository)."""
     chosen = explicit or os.environ.get("OPENKB_DIR")
     if chosen:
         layout = KBLayout.at(chosen)
@@ -60,7 +61,8 @@ def find_kb_root(explicit: str | None) -> Path:
             return candidate
     raise NotAKnowledgeBase(
         "no knowledge base here or in any parent directory",
-        hint="pass --kb DIR, set OPENKB_DIR, or create one with `openkb init DIR`",
+        hint="name its directory, set OPENKB_DIR, or create one with `openkb init DIR`",
+        argument="kb_dir",
     )
 
 

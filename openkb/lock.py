@@ -119,7 +119,8 @@ class KBLock:
                     raise LockTimeout(
                         f"the KB at {self.layout.root} is locked by {who}; "
                         f"gave up after {timeout:g}s",
-                        hint="wait for it to finish, or raise --lock-timeout",
+                        hint="wait for it to finish, or allow a longer lock timeout",
+                        argument="lock_timeout",
                     ) from None
                 if on_wait is not None:
                     on_wait(holder, waited)

@@ -23,7 +23,7 @@ from openkb.cli.session import (
     stdout,
 )
 from openkb.crashpoints import CRASHPOINTS
-from openkb.errors import EXIT_INTERRUPTED, EXIT_OK, VerifyFailed
+from openkb.errors import VerifyFailed, exit_code_for
 
 app = typer.Typer(
     name="openkb",
@@ -234,6 +234,8 @@ def show(ctx: typer.Context, doc: Annotated[str, typer.Argument(help="Document n
     out.print(f"[dim]summary {render.safe(str(result.summary_path))}\n"
               f"source  {render.safe(str(result.source_path))}\n"
               f"raw     {render.safe(str(result.raw_path))}[/]")
+    if result.row.info.terms:
+        out.print(f"[dim]key terms: {render.safe(', '.join(result.row.info.terms))}[/]")
 
 
 @app.command()
@@ -298,7 +300,6 @@ def verify(
                   f"{report.files_checked} files checked")
     if not report.ok:
         raise VerifyFailed("verify found problems")
-    raise typer.Exit(EXIT_OK)
 
 
 @progress_app.command("summarize")
@@ -346,8 +347,8 @@ def debug_tree_hash(ctx: typer.Context) -> None:
 def main() -> None:
     try:
         app(prog_name="openkb")
-    except KeyboardInterrupt:  # a Ctrl-C outside any command's own handling
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:  # a Ctrl-C outside any command's own handling
+        sys.exit(exit_code_for(exc))
     finally:
         # One more Ctrl-C while the interpreter shuts down must not turn a
         # clean exit 130 into death by SIGINT.
