@@ -5,35 +5,97 @@ comes back; nothing here prints. Every function that changes the KB takes
 the exclusive lock (and so first finishes whatever a crash left behind), and
 runs inside :meth:`Progress.run`, so its events end with one terminal event
 saying how it ended (``add`` does so in :mod:`openkb.ingest`).
+
+This module is also the CLI's only door into the library: it re-exports the
+errors and exit codes, the result types, the event stream and its
+listeners, and the constants a front end renders (see ``__all__``).
+Importing it stays cheap, so read-only commands start fast: what brings the
+converters (pypdf, markdown-it) is imported by the one command that needs
+it, and ``AddReport`` and ``CancelToken`` load with it, on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths
-from openkb.errors import UnknownDocument, UsageError, exit_code_of_run
-from openkb.ingest import AddReport, CancelToken, add_paths
+from openkb.crashpoints import CRASHPOINTS
+from openkb.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_LOCK_TIMEOUT,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    CommitFailed,
+    ConfigError,
+    IndexUnreadable,
+    Interrupted,
+    JournalRefused,
+    LockTimeout,
+    NotAKnowledgeBase,
+    OpenKBError,
+    RecoveryFailed,
+    UnknownDocument,
+    UnsafePath,
+    UsageError,
+    VerifyFailed,
+    exit_code_for,
+    exit_code_of_run,
+)
 from openkb.kb import KB, WaitCallback, init_kb
 from openkb.lock import Holder, read_holder
-from openkb.progress import Progress, RunOutcome
+from openkb.model import SKIP_REASONS, FileFailure, Skipped
+from openkb.progress import COMMIT_STEPS, TERMINAL_EVENTS, Listener, Progress, RunOutcome
+from openkb.progress_jsonl import JsonlWriter
+from openkb.progress_summary import RunSummary, summarize, write_chrome_trace
 from openkb.recovery import RecoveryReport, describe_journal
-from openkb.registry import DocumentRow, SearchHit, TransactionRow
+from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit, TransactionRow
 from openkb.runs import RunRecord, live_runs
 from openkb.treehash import tree_hash as _tree_hash
-from openkb.verify import VerifyReport, verify_kb
+from openkb.verify import Problem, VerifyReport, verify_kb
 
-__all__ = [
-    "AddReport", "CancelToken", "add", "init", "list_documents", "recompile", "recover",
-    "remove", "search", "show", "status", "tree_hash", "verify",
+if TYPE_CHECKING:
+    from openkb.ingest import AddReport, CancelToken
+
+__all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
+    # commands
+    "add", "init", "list_documents", "recompile", "recover", "remove", "search", "show",
+    "status", "summarize", "tree_hash", "verify", "write_chrome_trace",
+    # what they return
+    "AddReport", "DocumentRow", "FileFailure", "Holder", "InitResult", "Problem",
+    "RecompileReport", "RecoveryReport", "RemoveReport", "RunRecord", "RunSummary",
+    "SearchHit", "ShowResult", "Skipped", "StatusReport", "VerifyReport",
+    # what they take
+    "CancelToken", "JsonlWriter", "Listener", "Progress", "WaitCallback",
+    # errors and exit codes
+    "EXIT_INTERRUPTED", "EXIT_LOCK_TIMEOUT", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE",
+    "CommitFailed", "ConfigError", "IndexUnreadable", "Interrupted", "JournalRefused",
+    "LockTimeout", "NotAKnowledgeBase", "OpenKBError", "RecoveryFailed", "UnknownDocument",
+    "UnsafePath", "UsageError", "VerifyFailed", "exit_code_for", "exit_code_of_run",
+    # constants a front end renders
+    "COMMIT_STEPS", "CRASHPOINTS", "HIT_END", "HIT_START", "SKIP_REASONS", "TERMINAL_EVENTS",
 ]
+
+# Names loaded on first use: openkb.ingest imports prepare, and so pypdf and
+# markdown-it, which no read-only command needs.
+_LAZY = {"AddReport": "openkb.ingest", "CancelToken": "openkb.ingest"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextmanager
@@ -71,6 +133,8 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
         on_lock_wait: WaitCallback | None = None) -> AddReport:
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
+    from openkb.ingest import add_paths  # the converters: see _LAZY
+
     with _opened(kb_dir, "openkb add") as kb:
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                          lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)

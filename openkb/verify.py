@@ -37,8 +37,6 @@ from openkb.errors import IndexUnreadable
 from openkb.layout import KBLayout
 from openkb.model import PrepareTask
 from openkb.prepare.chunk import chunk_markdown
-from openkb.prepare.convert_markdown import heading_lines
-from openkb.prepare.stage import PrepareLimits, prepare_file
 from openkb.progress import Progress
 from openkb.recovery import describe_journal, leftover_paths, sweep_leftovers
 from openkb.registry import Registry
@@ -284,6 +282,9 @@ class Quarantine:
 
 def _rebuild_index(layout: KBLayout, registry: Registry) -> None:
     """Rebuild chunks and the FTS5 table from wiki/sources, in one transaction."""
+    # Imported here: it brings markdown-it, which only a repair needs.
+    from openkb.prepare.convert_markdown import heading_lines
+
     chunk_chars = load_config(layout.config_path).chunk_chars
     with registry.write_transaction() as writer:
         writer.reset_index()
@@ -298,6 +299,9 @@ def _rebuild_index(layout: KBLayout, registry: Registry) -> None:
 
 def _reconvert(layout: KBLayout, registry: Registry, progress: Progress, name: str) -> None:
     """Prepare a document again from its raw file and commit it as an update."""
+    # Imported here: the converters (pypdf, markdown-it) only a repair needs.
+    from openkb.prepare.stage import PrepareLimits, prepare_file
+
     row = registry.document(name)
     if row is None:
         return

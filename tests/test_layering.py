@@ -1,5 +1,8 @@
 """The layering of DESIGN.md section 8, checked on the source.
 
+- The CLI reaches the library only through :mod:`openkb.api` (and
+  ``openkb.__version__``), and importing it does not load the converters.
+- Only the CLI imports typer or rich.
 - SQL is spoken only in :mod:`openkb.registry`: nothing else reaches for the
   registry's connection or runs a statement.
 """
@@ -8,12 +11,16 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import ROOT
 
 PACKAGE = ROOT / "openkb"
+CLI = PACKAGE / "cli"
 REGISTRY = PACKAGE / "registry"
+UI_LIBRARIES = ("typer", "rich", "click")
 
 # A statement passed to execute*(): the string starts with an SQL verb.
 _SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|PRAGMA|BEGIN|"
@@ -26,6 +33,78 @@ def _modules(under: Path) -> list[Path]:
 
 def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every import in a module, nested ones included;
+    ``from openkb import api`` counts as ``openkb.api``."""
+    package = _module_name(path)
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            found += [(node.lineno, f"{base}.{alias.name}" if base == "openkb" else base)
+                      for alias in node.names]
+    return found
+
+
+def _cli_reaches_past_the_api(module: str) -> bool:
+    if module != "openkb" and not module.startswith("openkb."):
+        return False
+    return not (module in ("openkb.__version__", "openkb.api", "openkb.cli")
+                or module.startswith("openkb.cli."))
+
+
+def test_the_cli_imports_the_library_only_through_the_api() -> None:
+    found = [f"{_rel(path)}:{line}: {module}" for path in _modules(CLI)
+             for line, module in _imports(path) if _cli_reaches_past_the_api(module)]
+    assert not found, "the CLI reaches past openkb.api:\n" + "\n".join(found)
+
+
+def test_the_import_check_reads_every_spelling() -> None:
+    assert _cli_reaches_past_the_api("openkb.registry")
+    assert _cli_reaches_past_the_api("openkb.progress_summary")
+    assert not _cli_reaches_past_the_api("openkb.api")
+    assert not _cli_reaches_past_the_api("openkb.cli.render")
+    assert not _cli_reaches_past_the_api("orjson")
+    imports = {module for _, module in _imports(CLI / "app.py")}
+    assert {"openkb.__version__", "openkb.api", "openkb.cli", "openkb.cli.session"} <= imports
+
+
+def test_only_the_cli_imports_typer_or_rich() -> None:
+    found = [f"{_rel(path)}:{line}: {module}" for path in _modules(PACKAGE)
+             if CLI not in path.parents
+             for line, module in _imports(path) if module.split(".")[0] in UI_LIBRARIES]
+    assert not found, "UI libraries outside openkb/cli:\n" + "\n".join(found)
+
+
+def test_starting_the_cli_does_not_load_the_converters() -> None:
+    """A read-only command must not pay for pypdf and markdown-it at start-up."""
+    heavy = ("pypdf", "markdown_it", "openkb.ingest", "openkb.prepare.stage")
+    probe = ("import sys, openkb.cli.app; "
+             f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, check=True, timeout=60)
+    assert result.stdout.split() == []
+
+
+def test_the_lazy_names_of_the_api_load_on_use() -> None:
+    from openkb import api
+
+    assert api.CancelToken().stop_requested is False
+    assert "CancelToken" in api.__all__ and "AddReport" in api.__all__
 
 
 def _string_start(node: ast.expr) -> str | None:

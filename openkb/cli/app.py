@@ -22,8 +22,6 @@ from openkb.cli.session import (
     stderr,
     stdout,
 )
-from openkb.crashpoints import CRASHPOINTS
-from openkb.errors import VerifyFailed, exit_code_for
 
 app = typer.Typer(
     name="openkb",
@@ -299,7 +297,7 @@ def verify(
         out.print(f"{verdict}: {report.documents} documents, {report.concepts} concepts, "
                   f"{report.files_checked} files checked")
     if not report.ok:
-        raise VerifyFailed("verify found problems")
+        raise api.VerifyFailed("verify found problems")
 
 
 @progress_app.command("summarize")
@@ -315,11 +313,10 @@ def progress_summarize(
 ) -> None:
     """Where the time went in a run: per phase, lock wait, slowest files."""
     from openkb.cli.summary_view import print_summary
-    from openkb.progress_summary import summarize, write_chrome_trace
 
-    summary = summarize(file, run_id=run)
+    summary = api.summarize(file, run_id=run)
     if chrome_trace:
-        write_chrome_trace(file, summary.run_id, chrome_trace)
+        api.write_chrome_trace(file, summary.run_id, chrome_trace)
     if json_out:
         render.print_json(summary)
     else:
@@ -331,7 +328,7 @@ def progress_summarize(
 @debug_app.command("crashpoints")
 def debug_crashpoints() -> None:
     """List every crash point (for OPENKB_CRASH_AT=<name>[:n])."""
-    for name in CRASHPOINTS:
+    for name in api.CRASHPOINTS:
         typer.echo(name)
 
 
@@ -348,7 +345,7 @@ def main() -> None:
     try:
         app(prog_name="openkb")
     except KeyboardInterrupt as exc:  # a Ctrl-C outside any command's own handling
-        sys.exit(exit_code_for(exc))
+        sys.exit(api.exit_code_for(exc))
     finally:
         # One more Ctrl-C while the interpreter shuts down must not turn a
         # clean exit 130 into death by SIGINT.

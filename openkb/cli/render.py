@@ -5,17 +5,17 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from openkb.ingest import AddReport
-from openkb.model import SKIP_REASONS
-from openkb.progress import COMMIT_STEPS
-from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit
+from openkb.api import COMMIT_STEPS, HIT_END, HIT_START, SKIP_REASONS, DocumentRow, SearchHit
+
+if TYPE_CHECKING:
+    from openkb.api import AddReport  # loaded only by `add`, which has a report to render
 
 
 def _default(value: Any) -> Any:

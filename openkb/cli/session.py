@@ -11,16 +11,16 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from openkb.errors import OpenKBError, exit_code_for
-from openkb.ingest import CancelToken
-from openkb.lock import Holder
-from openkb.progress import Progress
-from openkb.progress_jsonl import JsonlWriter
+from openkb import api
+from openkb.api import Holder, JsonlWriter, OpenKBError, Progress, exit_code_for
+
+if TYPE_CHECKING:
+    from openkb.api import CancelToken
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,7 +92,7 @@ def lock_wait_printer(quiet: bool) -> Callable[[Holder | None, float], None]:
 def interruptible(quiet: bool) -> Iterator[CancelToken]:
     """Ctrl-C once: ask the run to stop after the commit in flight.
     Twice: raise KeyboardInterrupt, which rolls that commit back."""
-    token = CancelToken()
+    token = api.CancelToken()  # loads the ingest pipeline: only `add` gets here
     presses = {"n": 0}
 
     def handler(signum: int, frame: object) -> None:
