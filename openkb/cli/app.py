@@ -278,6 +278,10 @@ def verify(
     ctx: typer.Context,
     repair: Annotated[bool, typer.Option("--repair", help="Fix what the KB's own data "
                                          "allows; quarantine orphans.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="List every problem; "
+                                          "by default a kind with many is counted and "
+                                          "sampled, and a crashed transaction's paths are "
+                                          "counted under its journal.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Check every invariant of the knowledge base; exit 1 if any fails."""
@@ -288,14 +292,7 @@ def verify(
     if json_out:
         render.print_json(report)
     else:
-        out = stdout()
-        for problem in report.problems:
-            mark = "[green]repaired[/]" if problem.repaired else "[red]problem[/]"
-            out.print(f"{mark} {problem.code}: {render.safe(problem.path)}: "
-                      f"{render.safe(problem.message)}")
-        verdict = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
-        out.print(f"{verdict}: {report.documents} documents, {report.concepts} concepts, "
-                  f"{report.files_checked} files checked")
+        render.print_verify_report(stdout(), report, verbose)
     if not report.ok:
         raise api.VerifyFailed("verify found problems")
 
