@@ -2,15 +2,18 @@
 
 Every error says what happened and what the user can do next, in the
 library's words: it names an argument of the API (``jobs``), never a flag of
-the CLI, and sets :attr:`OpenKBError.argument` so the CLI can say it its way.
+the CLI, and when it is about one, :attr:`OpenKBError.argument` names it, so
+the CLI can say it its own way.
 
 Exit codes are chosen here, by two functions: :func:`exit_code_for` for a
 command that ended with an exception (an :class:`OpenKBError` brings its own
 ``exit_code``), and :func:`exit_code_of_run` for one that ran to its end
 (some files failed, or the user stopped it). The CLI exits with what they
-return, and so does the terminal event of :meth:`openkb.progress.Progress.run`.
-The one exception is ``AddReport.exit_code`` in :mod:`openkb.ingest`, which
-applies the rule of :func:`exit_code_of_run` itself.
+return, and the terminal event of :meth:`openkb.progress.Progress.run`
+records it. Two places apply the same rules without calling them:
+``AddReport.exit_code`` in :mod:`openkb.ingest` (the rule of
+:func:`exit_code_of_run`), and typer, which exits 2 (``EXIT_USAGE``) on a
+command line it cannot parse, before any openkb code runs.
 """
 
 from __future__ import annotations
