@@ -5,33 +5,97 @@ comes back; nothing here prints. Every function that changes the KB takes
 the exclusive lock (and so first finishes whatever a crash left behind), and
 runs inside :meth:`Progress.run`, so its events end with one terminal event
 saying how it ended (``add`` does so in :mod:`openkb.ingest`).
+
+This module is also the CLI's only door into the library: it re-exports the
+errors and exit codes, the result types, the event stream and its
+listeners, and the constants a front end renders (see ``__all__``).
+Importing it stays cheap, so read-only commands start fast: what brings the
+converters (pypdf, markdown-it) is imported by the one command that needs
+it, and ``AddReport`` and ``CancelToken`` load with it, on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths
-from openkb.errors import EXIT_OK, UnknownDocument, UsageError, VerifyFailed
-from openkb.ingest import AddReport, CancelToken, add_paths
+from openkb.crashpoints import CRASHPOINTS
+from openkb.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_LOCK_TIMEOUT,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    CommitFailed,
+    ConfigError,
+    IndexUnreadable,
+    Interrupted,
+    JournalRefused,
+    LockTimeout,
+    NotAKnowledgeBase,
+    OpenKBError,
+    RecoveryFailed,
+    UnknownDocument,
+    UnsafePath,
+    UsageError,
+    VerifyFailed,
+    exit_code_for,
+    exit_code_of_run,
+)
 from openkb.kb import KB, WaitCallback, init_kb
 from openkb.lock import Holder, read_holder
-from openkb.progress import Progress, RunOutcome
+from openkb.model import SKIP_REASONS, FileFailure, Skipped
+from openkb.progress import COMMIT_STEPS, TERMINAL_EVENTS, Listener, Progress, RunOutcome
+from openkb.progress_jsonl import JsonlWriter
+from openkb.progress_summary import RunSummary, summarize, write_chrome_trace
 from openkb.recovery import RecoveryReport, describe_journal
-from openkb.registry import DocumentRow, SearchHit
+from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit, TransactionRow
 from openkb.runs import RunRecord, live_runs
 from openkb.treehash import tree_hash as _tree_hash
-from openkb.verify import VerifyReport, verify_kb
+from openkb.verify import Problem, VerifyReport, verify_kb
 
-__all__ = [
-    "AddReport", "CancelToken", "add", "init", "list_documents", "recompile", "recover",
-    "remove", "search", "show", "status", "tree_hash", "verify",
+if TYPE_CHECKING:
+    from openkb.ingest import AddReport, CancelToken
+
+__all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
+    # commands
+    "add", "init", "list_documents", "recompile", "recover", "remove", "search", "show",
+    "status", "summarize", "tree_hash", "verify", "write_chrome_trace",
+    # what they return
+    "AddReport", "DocumentRow", "FileFailure", "Holder", "InitResult", "Problem",
+    "RecompileReport", "RecoveryReport", "RemoveReport", "RunRecord", "RunSummary",
+    "SearchHit", "ShowResult", "Skipped", "StatusReport", "VerifyReport",
+    # what they take
+    "CancelToken", "JsonlWriter", "Listener", "Progress", "WaitCallback",
+    # errors and exit codes
+    "EXIT_INTERRUPTED", "EXIT_LOCK_TIMEOUT", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE",
+    "CommitFailed", "ConfigError", "IndexUnreadable", "Interrupted", "JournalRefused",
+    "LockTimeout", "NotAKnowledgeBase", "OpenKBError", "RecoveryFailed", "UnknownDocument",
+    "UnsafePath", "UsageError", "VerifyFailed", "exit_code_for", "exit_code_of_run",
+    # constants a front end renders
+    "COMMIT_STEPS", "CRASHPOINTS", "HIT_END", "HIT_START", "SKIP_REASONS", "TERMINAL_EVENTS",
 ]
+
+# Names loaded on first use: openkb.ingest imports prepare, and so pypdf and
+# markdown-it, which no read-only command needs.
+_LAZY = {"AddReport": "openkb.ingest", "CancelToken": "openkb.ingest"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextmanager
@@ -68,7 +132,9 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
         cancel: CancelToken | None = None, lock_timeout: float | None = None,
         on_lock_wait: WaitCallback | None = None) -> AddReport:
     if jobs is not None and jobs < 1:
-        raise UsageError("--jobs must be at least 1")
+        raise UsageError("jobs must be at least 1", argument="jobs")
+    from openkb.ingest import add_paths  # the converters: see _LAZY
+
     with _opened(kb_dir, "openkb add") as kb:
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                          lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
@@ -132,21 +198,23 @@ def status(kb_dir: str | None, progress: Progress) -> StatusReport:
         registry = kb.reader(progress)
         pending = [describe_journal(kb.layout, registry, path)
                    for path in pending_journal_paths(kb.layout)]
-        total = registry.conn.execute("SELECT coalesce(sum(bytes), 0) FROM documents").fetchone()
-        last = registry.conn.execute(
-            "SELECT committed_at || ' ' || op || ' ' || docs FROM transactions "
-            "ORDER BY committed_at DESC, rowid DESC LIMIT 1").fetchone()
+        last = registry.last_transaction()
         return StatusReport(
             root=kb.layout.root,
             documents=registry.count_documents(),
             concepts=len(registry.concepts()),
-            total_bytes=total[0],
+            total_bytes=registry.total_bytes(),
             pending_journals=len(pending),
             refused_journals=[j.message for j in pending if j.refused],
             lock_holder=read_holder(kb.layout),
             running=live_runs(kb.layout),
-            last_change=last[0] if last else None,
+            last_change=_describe_transaction(last) if last else None,
         )
+
+
+def _describe_transaction(tx: TransactionRow) -> str:
+    """``<committed_at> <op> <docs as JSON>``: what `openkb status` calls the last change."""
+    return f"{tx.committed_at} {tx.op} {orjson.dumps(tx.docs).decode()}"
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -164,7 +232,7 @@ def fts_query(text: str) -> str:
 def search(kb_dir: str | None, query: str, progress: Progress, *,
            limit: int = 10) -> list[SearchHit]:
     if limit < 1:
-        raise UsageError("--limit must be at least 1")
+        raise UsageError("limit must be at least 1", argument="limit")
     with _opened(kb_dir, "openkb search") as kb:
         return kb.reader(progress).search(fts_query(query), limit)
 
@@ -176,7 +244,6 @@ class ShowResult:
     source_path: Path
     raw_path: Path
     summary: str
-    terms: list[str]
 
 
 def show(kb_dir: str | None, doc: str, progress: Progress) -> ShowResult:
@@ -190,7 +257,7 @@ def show(kb_dir: str | None, doc: str, progress: Progress) -> ShowResult:
         summary_path = layout.root / layout.summary_rel(row.name)
         return ShowResult(row, summary_path, layout.root / layout.source_rel(row.name),
                           layout.root / layout.raw_rel(row.name, row.ext),
-                          summary_path.read_text(encoding="utf-8"), registry.doc_terms(row.name))
+                          summary_path.read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -233,8 +300,8 @@ def verify(kb_dir: str | None, progress: Progress, *, repair: bool = False,
     with _changing(kb_dir, "openkb verify", progress) as (kb, outcome), \
             kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait, recover=repair):
         report = verify_kb(kb.layout, kb.registry, progress, repair=repair)
-        # The exit code the CLI will use: it raises VerifyFailed on problems.
-        outcome.exit_code = EXIT_OK if report.ok else VerifyFailed.exit_code
+        # The exit code the CLI will use.
+        outcome.exit_code = exit_code_of_run(failed=not report.ok)
         outcome.fields.update(repair=repair, ok=report.ok, problems=len(report.problems),
                               repaired=sum(p.repaired for p in report.problems))
         return report

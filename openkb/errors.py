@@ -1,8 +1,19 @@
 """One error hierarchy for openkb, mapped to exit codes in one place.
 
-Every error says what happened and what the user can do next. The CLI prints
-``str(error)`` and, when present, ``error.hint``; it exits with
-``error.exit_code``. Nothing else in the code base chooses an exit code.
+Every error says what happened and what the user can do next, in the
+library's words: it names an argument of the API (``jobs``), never a flag of
+the CLI, and when it is about one, :attr:`OpenKBError.argument` names it, so
+the CLI can say it its own way.
+
+Exit codes are chosen here, by two functions: :func:`exit_code_for` for a
+command that ended with an exception (an :class:`OpenKBError` brings its own
+``exit_code``), and :func:`exit_code_of_run` for one that ran to its end
+(some files failed, or the user stopped it). The CLI exits with what they
+return, and the terminal event of :meth:`openkb.progress.Progress.run`
+records it. Two places apply the same rules without calling them:
+``AddReport.exit_code`` in :mod:`openkb.ingest` (the rule of
+:func:`exit_code_of_run`), and typer, which exits 2 (``EXIT_USAGE``) on a
+command line it cannot parse, before any openkb code runs.
 """
 
 from __future__ import annotations
@@ -19,11 +30,35 @@ class OpenKBError(Exception):
 
     exit_code = EXIT_SOME_FAILED
     hint: str | None = None
+    # The API argument the error is about ("jobs", "lock_timeout"), if any.
+    argument: str | None = None
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *,
+                 argument: str | None = None) -> None:
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+        if argument is not None:
+            self.argument = argument
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The exit code of a command that ended with ``error``."""
+    if isinstance(error, OpenKBError):
+        return error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    # An OSError while reading or setting up (commits and recovery turn
+    # theirs into openkb errors), or a bug: the command failed.
+    return EXIT_SOME_FAILED
+
+
+def exit_code_of_run(*, failed: bool = False, interrupted: bool = False) -> int:
+    """The exit code of a command that ran to its end: 130 if the user
+    stopped it, 1 if some part of it failed, else 0."""
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 class UsageError(OpenKBError):
@@ -45,7 +80,7 @@ class UnknownDocument(UsageError):
 
 
 class LockTimeout(OpenKBError):
-    """Another openkb process held the KB lock for longer than --lock-timeout."""
+    """Another openkb process held the KB lock for longer than the lock timeout."""
 
     exit_code = EXIT_LOCK_TIMEOUT
 
@@ -73,11 +108,23 @@ class RecoveryFailed(OpenKBError):
 
 
 class CommitFailed(OpenKBError):
-    """A transaction failed and was rolled back; the KB is as it was before it."""
+    """A transaction failed, and was finished as recovery would finish it.
+
+    Usually it failed before its commit point and was rolled back: the KB is
+    as it was before it. If the rollback failed too, the journal is kept and
+    the KB is mid-transaction until the next command that takes the lock (or
+    `openkb recover`) finishes it. A failure after the commit point finishes
+    the transaction forward instead.
+    """
+
+
+class IndexUnreadable(OpenKBError):
+    """The search index cannot be read (its FTS5 table is gone or damaged)."""
 
 
 class VerifyFailed(OpenKBError):
-    """`openkb verify` found inconsistencies."""
+    """`openkb verify` found inconsistencies (raised by the CLI, which gets a
+    report back from the API)."""
 
 
 class FileRejected(OpenKBError):

@@ -35,7 +35,7 @@ from openkb.recovery import (
     leftover_paths,
     sweep_leftovers,
 )
-from openkb.registry import Registry, open_for_reading
+from openkb.registry import Registry
 
 log = logging.getLogger("openkb")
 
@@ -43,8 +43,9 @@ WaitCallback = Callable[[Holder | None, float], None]
 
 
 def find_kb_root(explicit: str | None) -> Path:
-    """``--kb``, else ``OPENKB_DIR``, else the nearest parent of the current
-    directory that holds a KB (as git finds its repository)."""
+    """``explicit`` (the API's ``kb_dir``), else ``OPENKB_DIR``, else the
+    nearest parent of the current directory that holds a KB (as git finds
+    its repository)."""
     chosen = explicit or os.environ.get("OPENKB_DIR")
     if chosen:
         layout = KBLayout.at(chosen)
@@ -60,7 +61,8 @@ def find_kb_root(explicit: str | None) -> Path:
             return candidate
     raise NotAKnowledgeBase(
         "no knowledge base here or in any parent directory",
-        hint="pass --kb DIR, set OPENKB_DIR, or create one with `openkb init DIR`",
+        hint="name its directory, set OPENKB_DIR, or create one with `openkb init DIR`",
+        argument="kb_dir",
     )
 
 
@@ -86,10 +88,7 @@ def init_kb(root: str | os.PathLike[str]) -> tuple[KBLayout, bool]:
     # The database appears last, under its final name, by rename: a KB is a
     # KB only once everything above exists.
     tmp = fsio.tmp_path_for(layout.db_path)
-    registry = Registry.create(tmp)
-    registry.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    registry.conn.execute("PRAGMA journal_mode = DELETE")
-    registry.close()
+    Registry.create(tmp).finish_creation()
     fsio.fsync_file(tmp)
     fsio.replace(tmp, layout.db_path)
     return layout, True
@@ -175,5 +174,5 @@ class KB:
                 # Reading stays possible: the registry shows committed state.
                 log.warning("%s (%s)", exc, exc.hint)
         if self._registry is None:
-            self._registry = open_for_reading(self.layout.db_path)
+            self._registry = Registry.open_for_reading(self.layout.db_path)
         return self._registry

@@ -37,11 +37,12 @@ class Holder:
     process_created: float  # psutil create_time, to tell a reused pid apart
 
     def describe(self, now: float | None = None) -> str:
-        held = _duration((now or time.time()) - self.acquired)
+        held = human_duration((now or time.time()) - self.acquired)
         return f"{self.command} (pid {self.pid}, {held})"
 
 
-def _duration(seconds: float) -> str:
+def human_duration(seconds: float) -> str:
+    """``42s``, ``2m10s``, ``3h05m``: how long, for a person."""
     seconds = max(0, int(seconds))
     if seconds < 60:
         return f"{seconds}s"
@@ -119,7 +120,8 @@ class KBLock:
                     raise LockTimeout(
                         f"the KB at {self.layout.root} is locked by {who}; "
                         f"gave up after {timeout:g}s",
-                        hint="wait for it to finish, or raise --lock-timeout",
+                        hint="wait for it to finish, or allow a longer lock timeout",
+                        argument="lock_timeout",
                     ) from None
                 if on_wait is not None:
                     on_wait(holder, waited)

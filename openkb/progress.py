@@ -34,7 +34,7 @@ from typing import Any
 
 import psutil
 
-from openkb.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Interrupted
+from openkb.errors import EXIT_OK, Interrupted, exit_code_for
 
 SCHEMA = "openkb.progress.v1"
 TERMINAL_EVENTS = ("complete", "error", "cancelled")
@@ -201,10 +201,10 @@ class Progress:
             error = exc
             raise
         finally:
-            if isinstance(error, KeyboardInterrupt | Interrupted):
-                event, exit_code = "cancelled", EXIT_INTERRUPTED
-            elif error is not None:
-                event, exit_code = "error", getattr(error, "exit_code", EXIT_SOME_FAILED)
+            if error is not None:
+                event = "cancelled" if isinstance(error, KeyboardInterrupt | Interrupted) \
+                    else "error"
+                exit_code = exit_code_for(error)
             else:
                 event = "cancelled" if outcome.cancelled else "complete"
                 exit_code = outcome.exit_code

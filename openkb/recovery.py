@@ -18,8 +18,10 @@ change it describes, so it is removed, and the removal is logged.
 
 from __future__ import annotations
 
+import calendar
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from openkb.commit.journal import Journal, JournalUnreadable, pending_journal_pa
 from openkb.crashpoints import crashpoint
 from openkb.errors import JournalRefused, RecoveryFailed
 from openkb.layout import KBLayout
-from openkb.lock import run_owner_alive
+from openkb.lock import human_duration, run_owner_alive
 from openkb.progress import Progress
 from openkb.registry import Registry
 
@@ -104,6 +106,22 @@ def _finish_journal(layout: KBLayout, registry: Registry, path: Path,
         report.rolled_back.append(txid)
 
 
+# Who finishes a pending journal: every command that opens the KB does, when
+# it can take the lock, except `verify` without --repair, which only looks.
+_NEXT_COMMAND = "the next openkb command other than a plain `verify`, or `openkb recover`,"
+# A journal's ``created``, as openkb.commit.plan.utc_now writes it (UTC).
+_CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _age(created: str) -> str:
+    """`` 2m10s ago``, from a journal's creation time, or nothing if unknown."""
+    try:
+        when = calendar.timegm(time.strptime(created, _CREATED_FORMAT))
+    except ValueError:
+        return ""
+    return f" {human_duration(time.time() - when)} ago"
+
+
 @dataclass(frozen=True)
 class PendingJournal:
     """What recovery will do with one pending journal, in words that are true."""
@@ -122,11 +140,11 @@ def describe_journal(layout: KBLayout, registry: Registry, path: Path) -> Pendin
     except JournalUnreadable as exc:
         if committed:
             return PendingJournal(path, False, (
-                f"the journal of a committed transaction: {exc} (the next openkb command, "
-                "or `openkb recover`, finishes its cleanup)"))
+                f"the journal of a committed transaction: {exc} ({_NEXT_COMMAND} finishes "
+                "its cleanup)"))
         return PendingJournal(path, False, (
             f"a journal that never became durable: {exc}; its transaction never committed "
-            "and changed nothing (the next openkb command, or `openkb recover`, removes it)"))
+            f"and changed nothing ({_NEXT_COMMAND} removes it)"))
     except JournalRefused as exc:
         return PendingJournal(path, True, (
             f"{exc}. Every writing command refuses to run until it is gone: {exc.hint}"))
@@ -135,8 +153,8 @@ def describe_journal(layout: KBLayout, registry: Registry, path: Path) -> Pendin
             f"cannot be read ({exc.strerror or exc}); fix the disk, then run `openkb recover`"))
     how = "finishes its cleanup" if committed else "rolls it back"
     return PendingJournal(path, False, (
-        f"{journal.op} of {len(journal.docs)} document(s) left unfinished by pid {journal.pid} "
-        f"(the next openkb command, or `openkb recover`, {how})"))
+        f"{journal.op} of {len(journal.docs)} document(s) left unfinished by pid "
+        f"{journal.pid}{_age(journal.created)} ({_NEXT_COMMAND} {how})"))
 
 
 def leftover_paths(layout: KBLayout) -> list[Path]:

@@ -19,16 +19,6 @@ from openkb.registry import Registry
 
 _TREES = ("raw", "wiki", "attic")
 
-_QUERIES = (
-    "SELECT name, sha256, origin, ext, kind, title, bytes, info, source_sha256, summary_sha256 "
-    "FROM documents ORDER BY name",
-    "SELECT term, doc FROM doc_terms ORDER BY term, doc",
-    "SELECT term, doc_count FROM terms ORDER BY term",
-    "SELECT c.doc, c.ord, c.heading, f.body FROM chunks c JOIN chunks_fts f ON f.rowid = c.id "
-    "ORDER BY c.doc, c.ord",
-)
-
-
 def _normalised_log(data: bytes) -> bytes:
     lines = []
     for line in data.decode("utf-8", errors="replace").splitlines():
@@ -51,8 +41,7 @@ def tree_hash(layout: KBLayout, registry: Registry) -> str:
                 if rel == layout.LOG_REL:
                     data = _normalised_log(data)
                 digest.update(f"{rel}\0{hashlib.sha256(data).hexdigest()}\n".encode())
-    for query in _QUERIES:
-        for row in registry.conn.execute(query):
-            digest.update(repr(row).encode("utf-8"))
-            digest.update(b"\n")
+    for row in registry.logical_rows():
+        digest.update(repr(row).encode("utf-8"))
+        digest.update(b"\n")
     return digest.hexdigest()

@@ -17,7 +17,7 @@ from conftest import markdown_doc, run_openkb, verify_ok, write_tree
 from openkb import api
 from openkb.progress import Progress
 
-PROBLEM_KEYS = {"code", "path", "message", "repaired"}
+PROBLEM_KEYS = {"code", "path", "message", "repaired", "journal"}
 REPORT_KEYS = {"problems", "documents", "concepts", "files_checked", "repaired"}
 
 

@@ -22,8 +22,6 @@ from openkb.cli.session import (
     stderr,
     stdout,
 )
-from openkb.crashpoints import CRASHPOINTS
-from openkb.errors import EXIT_INTERRUPTED, EXIT_OK, VerifyFailed
 
 app = typer.Typer(
     name="openkb",
@@ -234,6 +232,8 @@ def show(ctx: typer.Context, doc: Annotated[str, typer.Argument(help="Document n
     out.print(f"[dim]summary {render.safe(str(result.summary_path))}\n"
               f"source  {render.safe(str(result.source_path))}\n"
               f"raw     {render.safe(str(result.raw_path))}[/]")
+    if result.row.info.terms:
+        out.print(f"[dim]key terms: {render.safe(', '.join(result.row.info.terms))}[/]")
 
 
 @app.command()
@@ -278,6 +278,10 @@ def verify(
     ctx: typer.Context,
     repair: Annotated[bool, typer.Option("--repair", help="Fix what the KB's own data "
                                          "allows; quarantine orphans.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="List every problem; "
+                                          "by default a kind with many is counted and "
+                                          "sampled, and a crashed transaction's paths are "
+                                          "counted under its journal.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Check every invariant of the knowledge base; exit 1 if any fails."""
@@ -288,17 +292,9 @@ def verify(
     if json_out:
         render.print_json(report)
     else:
-        out = stdout()
-        for problem in report.problems:
-            mark = "[green]repaired[/]" if problem.repaired else "[red]problem[/]"
-            out.print(f"{mark} {problem.code}: {render.safe(problem.path)}: "
-                      f"{render.safe(problem.message)}")
-        verdict = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
-        out.print(f"{verdict}: {report.documents} documents, {report.concepts} concepts, "
-                  f"{report.files_checked} files checked")
+        render.print_verify_report(stdout(), report, verbose)
     if not report.ok:
-        raise VerifyFailed("verify found problems")
-    raise typer.Exit(EXIT_OK)
+        raise api.VerifyFailed("verify found problems")
 
 
 @progress_app.command("summarize")
@@ -314,11 +310,10 @@ def progress_summarize(
 ) -> None:
     """Where the time went in a run: per phase, lock wait, slowest files."""
     from openkb.cli.summary_view import print_summary
-    from openkb.progress_summary import summarize, write_chrome_trace
 
-    summary = summarize(file, run_id=run)
+    summary = api.summarize(file, run_id=run)
     if chrome_trace:
-        write_chrome_trace(file, summary.run_id, chrome_trace)
+        api.write_chrome_trace(file, summary.run_id, chrome_trace)
     if json_out:
         render.print_json(summary)
     else:
@@ -330,7 +325,7 @@ def progress_summarize(
 @debug_app.command("crashpoints")
 def debug_crashpoints() -> None:
     """List every crash point (for OPENKB_CRASH_AT=<name>[:n])."""
-    for name in CRASHPOINTS:
+    for name in api.CRASHPOINTS:
         typer.echo(name)
 
 
@@ -346,8 +341,8 @@ def debug_tree_hash(ctx: typer.Context) -> None:
 def main() -> None:
     try:
         app(prog_name="openkb")
-    except KeyboardInterrupt:  # a Ctrl-C outside any command's own handling
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:  # a Ctrl-C outside any command's own handling
+        sys.exit(api.exit_code_for(exc))
     finally:
         # One more Ctrl-C while the interpreter shuts down must not turn a
         # clean exit 130 into death by SIGINT.

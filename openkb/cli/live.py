@@ -32,8 +32,8 @@ from rich.progress import (
 from rich.progress import Progress as Bars
 from rich.text import Text
 
+from openkb.api import COMMIT_STEPS, TERMINAL_EVENTS
 from openkb.cli.render import safe
-from openkb.progress import COMMIT_STEPS, TERMINAL_EVENTS
 
 PLAIN_EVERY_S = 15.0
 # The rate (and so the ETA) is measured over this much recent time: a rate

@@ -5,17 +5,26 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from openkb.ingest import AddReport
-from openkb.model import SKIP_REASONS
-from openkb.progress import COMMIT_STEPS
-from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit
+from openkb.api import (
+    COMMIT_STEPS,
+    HIT_END,
+    HIT_START,
+    SKIP_REASONS,
+    DocumentRow,
+    Problem,
+    SearchHit,
+    VerifyReport,
+)
+
+if TYPE_CHECKING:
+    from openkb.api import AddReport  # loaded only by `add`, which has a report to render
 
 
 def _default(value: Any) -> Any:
@@ -153,6 +162,49 @@ def print_add_summary(console: Console, report: AddReport, verbose: bool) -> Non
     if report.interrupted:
         console.print("[yellow]interrupted: committed documents are kept; run the same add "
                       "again to finish[/]")
+
+
+# A kind of problem with more entries than this is shown as a count and the
+# first few: after a crash, or on a KB someone else wrote into, a line per
+# entry would bury everything else.
+PROBLEMS_SHOWN_IN_FULL = 20
+PROBLEMS_SAMPLED = 5
+
+
+def _problem_line(problem: Problem) -> str:
+    mark = "[green]repaired[/]" if problem.repaired else "[red]problem[/]"
+    return f"{mark} {problem.code}: {safe(problem.path)}: {safe(problem.message)}"
+
+
+def print_verify_report(console: Console, report: VerifyReport, verbose: bool) -> None:
+    """Each pending journal on one line, with a count of the paths it holds
+    mid-flight; other problems one per line, or counted and sampled when
+    there are many of a kind (``verbose``: every entry, always)."""
+    grouped = report.grouped()
+    for group in grouped.journals:
+        console.print(_problem_line(group.journal))
+        if group.explained:
+            counts = ", ".join(f"{code} {n}" for code, n in group.counts().items())
+            console.print(f"  its transaction holds {len(group.explained)} path(s) "
+                          f"mid-flight: {counts}")
+            if verbose:
+                for problem in group.explained:
+                    console.print(f"    {_problem_line(problem)}")
+    for kind in grouped.kinds:
+        problems = kind.problems
+        if verbose or len(problems) <= PROBLEMS_SHOWN_IN_FULL:
+            for problem in problems:
+                console.print(_problem_line(problem))
+            continue
+        console.print(f"[red]problem[/] {kind.code}: {len(problems)} entries, the first "
+                      f"{PROBLEMS_SAMPLED} below")
+        for problem in problems[:PROBLEMS_SAMPLED]:
+            console.print(f"  {_problem_line(problem)}")
+        console.print(f"  … and {len(problems) - PROBLEMS_SAMPLED} more "
+                      "(`openkb verify --verbose` lists them all)")
+    verdict = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
+    console.print(f"{verdict}: {report.documents} documents, {report.concepts} concepts, "
+                  f"{report.files_checked} files checked")
 
 
 def ago(timestamp: float) -> str:

@@ -10,17 +10,17 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from openkb.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, OpenKBError
-from openkb.ingest import CancelToken
-from openkb.lock import Holder
-from openkb.progress import Progress
-from openkb.progress_jsonl import JsonlWriter
+from openkb import api
+from openkb.api import Holder, JsonlWriter, OpenKBError, Progress, exit_code_for
+
+if TYPE_CHECKING:
+    from openkb.api import CancelToken
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,7 +32,6 @@ class GlobalOptions:
     quiet: bool = False
     progress_jsonl: str | None = None
     lock_timeout: float | None = None
-    listeners_closers: list[Callable[[], None]] = field(default_factory=list)
 
 
 def stdout() -> Console:
@@ -93,7 +92,7 @@ def lock_wait_printer(quiet: bool) -> Callable[[Holder | None, float], None]:
 def interruptible(quiet: bool) -> Iterator[CancelToken]:
     """Ctrl-C once: ask the run to stop after the commit in flight.
     Twice: raise KeyboardInterrupt, which rolls that commit back."""
-    token = CancelToken()
+    token = api.CancelToken()  # loads the ingest pipeline: only `add` gets here
     presses = {"n": 0}
 
     def handler(signum: int, frame: object) -> None:
@@ -114,6 +113,16 @@ def interruptible(quiet: bool) -> Iterator[CancelToken]:
         signal.signal(signal.SIGINT, previous)
 
 
+# Hints for errors about an API argument the user gave as a flag: the
+# library names its arguments ("lock timeout", "kb_dir"); only the CLI knows
+# the flags. (`jobs` and `limit` need none: typer rejects a value below 1
+# before the API sees it.)
+_FLAG_HINTS = {
+    "lock_timeout": "wait for it to finish, or raise --lock-timeout",
+    "kb_dir": "pass --kb DIR, set OPENKB_DIR, or create one with `openkb init DIR`",
+}
+
+
 def reports_errors(fn: F) -> F:
     """Turn openkb errors into a message on stderr and the error's exit code."""
 
@@ -124,9 +133,10 @@ def reports_errors(fn: F) -> F:
         except OpenKBError as exc:
             console = stderr()
             console.print(f"[red]error:[/] {exc}", markup=True)
-            if exc.hint:
-                console.print(f"[dim]hint:[/] {exc.hint}")
-            raise typer.Exit(exc.exit_code) from None
+            hint = _FLAG_HINTS.get(exc.argument or "", exc.hint)
+            if hint:
+                console.print(f"[dim]hint:[/] {hint}")
+            raise typer.Exit(exit_code_for(exc)) from None
         except OSError as exc:
             # Commits and recovery turn their I/O errors into openkb errors;
             # this is reading or setting up, where nothing was changed.
@@ -134,9 +144,9 @@ def reports_errors(fn: F) -> F:
             console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
             console.print("[dim]hint:[/] check the path and the disk it is on; "
                           "`openkb verify` checks the KB")
-            raise typer.Exit(EXIT_SOME_FAILED) from None
-        except KeyboardInterrupt:
+            raise typer.Exit(exit_code_for(exc)) from None
+        except KeyboardInterrupt as exc:
             stderr().print("[red]interrupted[/]")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise typer.Exit(exit_code_for(exc)) from None
 
     return wrapper  # type: ignore[return-value]

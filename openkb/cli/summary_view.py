@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from openkb.api import RunSummary
 from openkb.cli.render import safe
-from openkb.progress_summary import RunSummary
 
 
 def print_summary(console: Console, summary: RunSummary) -> None:

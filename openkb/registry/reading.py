@@ -1,0 +1,238 @@
+"""Reading the registry: every query a command or a check runs.
+
+Nothing outside :mod:`openkb.registry` runs SQL: a caller asks
+:class:`Registry` a named question and gets rows back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+
+from openkb.errors import IndexUnreadable
+from openkb.registry.open import (
+    create_database,
+    finish_creation,
+    open_database,
+    open_database_for_reading,
+)
+from openkb.registry.rows import (
+    DOC_COLUMNS,
+    HIT_END,
+    HIT_START,
+    DocumentRow,
+    SearchHit,
+    TransactionRow,
+    doc_row,
+)
+from openkb.registry.writing import RegistryWriter
+
+
+class Registry:
+    """A connection to a KB's database. Writers use :meth:`write_transaction`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @classmethod
+    def create(cls, path: Path) -> Registry:
+        """A new, empty registry at ``path``."""
+        return cls(create_database(path))
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Registry:
+        return cls(open_database(path, readonly=readonly))
+
+    @classmethod
+    def open_for_reading(cls, path: Path) -> Registry:
+        """The registry for a command that only reads (see
+        :func:`openkb.registry.open.open_database_for_reading`)."""
+        return cls(open_database_for_reading(path))
+
+    def finish_creation(self) -> None:
+        """Make a registry made by :meth:`create` one file, ready to be
+        renamed into place; then it is closed."""
+        finish_creation(self._conn)
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- writing -----------------------------------------------------------
+    @contextmanager
+    def write_transaction(self) -> Iterator[RegistryWriter]:
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK if the body raises.
+
+        The body decides when to commit by calling ``writer.commit()``; leaving
+        the block without it rolls back.
+        """
+        self._conn.execute("BEGIN IMMEDIATE")
+        writer = RegistryWriter(self._conn)
+        try:
+            yield writer
+        finally:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+
+    # -- reading -----------------------------------------------------------
+    def document(self, name: str) -> DocumentRow | None:
+        if not name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:  # bytes from argv that are not UTF-8: no stored name
+                return None
+        row = self._conn.execute(
+            f"SELECT {DOC_COLUMNS} FROM documents WHERE name = ?", (name,)
+        ).fetchone()
+        return doc_row(row) if row else None
+
+    def documents(self) -> list[DocumentRow]:
+        rows = self._conn.execute(f"SELECT {DOC_COLUMNS} FROM documents ORDER BY name")
+        return [doc_row(r) for r in rows]
+
+    def catalog(self) -> list[tuple[str, str, str]]:
+        """(name, title, kind) of every document, by name: what index.md lists."""
+        return self._conn.execute(
+            "SELECT name, title, kind FROM documents ORDER BY name"
+        ).fetchall()
+
+    def count_documents(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+
+    def name_by_sha(self, sha256: str) -> str | None:
+        row = self._conn.execute("SELECT name FROM documents WHERE sha256 = ?",
+                                 (sha256,)).fetchone()
+        return row[0] if row else None
+
+    def names_by_origin(self, origin: str) -> list[str]:
+        rows = self._conn.execute("SELECT name FROM documents WHERE origin = ? ORDER BY name",
+                                 (origin,))
+        return [r[0] for r in rows]
+
+    def name_taken(self, name: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM documents WHERE name = ?", (name,)).fetchone() \
+            is not None
+
+    def term_docs(self, term: str) -> list[tuple[str, str]]:
+        """(name, title) of the documents that have ``term`` among their key
+        terms, oldest first (the order of a concept page)."""
+        return self._conn.execute(
+            "SELECT d.name, d.title FROM doc_terms t JOIN documents d ON d.name = t.doc "
+            "WHERE t.term = ? ORDER BY d.rowid",
+            (term,),
+        ).fetchall()
+
+    def term_count(self, term: str) -> int:
+        row = self._conn.execute("SELECT doc_count FROM terms WHERE term = ?", (term,)).fetchone()
+        return row[0] if row else 0
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def doc_terms(self, name: str) -> list[str]:
+        rows = self._conn.execute("SELECT term FROM doc_terms WHERE doc = ? ORDER BY term", (name,))
+        return [r[0] for r in rows]
+
+    def concepts(self) -> list[tuple[str, int]]:
+        """(term, number of documents) for every term shared by two or more."""
+        return self._conn.execute(
+            "SELECT term, doc_count FROM terms WHERE doc_count >= 2 ORDER BY term"
+        ).fetchall()
+
+    def has_transaction(self, txid: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM transactions WHERE txid = ?", (txid,)).fetchone() \
+            is not None
+
+    def total_bytes(self) -> int:
+        """The size of every original, summed."""
+        return self._conn.execute("SELECT coalesce(sum(bytes), 0) FROM documents").fetchone()[0]
+
+    def last_transaction(self) -> TransactionRow | None:
+        """The transaction committed last, if any."""
+        row = self._conn.execute(
+            "SELECT txid, op, docs, committed_at FROM transactions "
+            "ORDER BY committed_at DESC, rowid DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        txid, op, docs, committed_at = row
+        return TransactionRow(txid, op, orjson.loads(docs), committed_at)
+
+    def chunks_of(self, name: str) -> list[tuple[int, int, str, str]]:
+        """(id, ord, heading, body) of a document's indexed chunks."""
+        return self._conn.execute(
+            "SELECT c.id, c.ord, c.heading, f.body FROM chunks c "
+            "JOIN chunks_fts f ON f.rowid = c.id WHERE c.doc = ? ORDER BY c.ord",
+            (name,),
+        ).fetchall()
+
+    def search(self, fts_query: str, limit: int) -> list[SearchHit]:
+        """Best chunk per document, by BM25 (headings weigh twice the body)."""
+        rows = self._conn.execute(
+            "SELECT c.doc, d.title, c.heading, "
+            f"snippet(chunks_fts, 1, '{HIT_START}', '{HIT_END}', '…', 24), "
+            "bm25(chunks_fts, 2.0, 1.0) AS score "
+            "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+            "JOIN documents d ON d.name = c.doc "
+            "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?",
+            (fts_query, max(limit * 8, 50)),
+        )
+        best: dict[str, SearchHit] = {}
+        for doc, title, heading, snippet, score in rows:
+            if doc not in best:
+                best[doc] = SearchHit(doc, title, heading, snippet, -score)
+                if len(best) == limit:
+                    break
+        return list(best.values())
+
+    # -- consistency checks (openkb verify, the tree hash) -------------------
+    def integrity_problems(self) -> list[str]:
+        problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        try:
+            self._conn.execute(
+                "INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.DatabaseError as exc:
+            problems.append(f"FTS5 integrity check: {exc}")
+        return problems
+
+    def chunk_counts(self) -> dict[str, int]:
+        """Indexed chunks per document name (names without a row included)."""
+        return dict(self._conn.execute("SELECT doc, count(*) FROM chunks GROUP BY doc"))
+
+    def fts_row_count(self) -> int:
+        """Rows of the FTS5 table. Raises :class:`IndexUnreadable` if it is
+        gone, or its shadow tables are too damaged for FTS5 to open it."""
+        try:
+            return self._conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnreadable(f"the search index cannot be read: {exc}",
+                                  hint="`openkb verify --repair` rebuilds it") from exc
+
+    def term_counts(self) -> dict[str, int]:
+        """Documents per key term, counted from ``doc_terms``."""
+        return dict(self._conn.execute("SELECT term, count(*) FROM doc_terms GROUP BY term"))
+
+    def stored_term_counts(self) -> dict[str, int]:
+        """Documents per key term, as ``terms`` keeps them (concepts read these)."""
+        return dict(self._conn.execute("SELECT term, doc_count FROM terms"))
+
+    def logical_rows(self) -> Iterator[tuple]:
+        """Every row that holds content, in a fixed order, without what
+        differs between two builds of the same KB (times, transaction ids,
+        SQLite's physical layout): what the tree hash covers."""
+        for query in _LOGICAL_QUERIES:
+            yield from self._conn.execute(query)
+
+
+_LOGICAL_QUERIES = (
+    "SELECT name, sha256, origin, ext, kind, title, bytes, info, source_sha256, summary_sha256 "
+    "FROM documents ORDER BY name",
+    "SELECT term, doc FROM doc_terms ORDER BY term, doc",
+    "SELECT term, doc_count FROM terms ORDER BY term",
+    "SELECT c.doc, c.ord, c.heading, f.body FROM chunks c JOIN chunks_fts f ON f.rowid = c.id "
+    "ORDER BY c.doc, c.ord",
+)

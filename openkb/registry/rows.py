@@ -1,0 +1,70 @@
+"""What the registry hands out: rows as frozen dataclasses, never cursors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from openkb.model import DocumentInfo, OutlineEntry
+
+# Snippet markers: control characters no document text keeps (prepare strips
+# them), turned into highlighting by whoever renders the result.
+HIT_START = "\x02"
+HIT_END = "\x03"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    name: str
+    sha256: str
+    origin: str
+    ext: str
+    kind: str
+    title: str
+    bytes: int
+    info: DocumentInfo
+    source_sha256: str
+    summary_sha256: str
+    added_at: str
+    txid: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    doc: str
+    title: str
+    heading: str
+    snippet: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRow:
+    """A committed transaction, as ``transactions`` records it."""
+
+    txid: str
+    op: str
+    docs: list[str]
+    committed_at: str
+
+
+def info_to_json(info: DocumentInfo) -> bytes:
+    return orjson.dumps(info)
+
+
+def info_from_json(raw: str | bytes) -> DocumentInfo:
+    data = orjson.loads(raw)
+    data["outline"] = [OutlineEntry(**entry) for entry in data.get("outline", [])]
+    return DocumentInfo(**data)
+
+
+DOC_COLUMNS = ("name, sha256, origin, ext, kind, title, bytes, info, source_sha256, "
+               "summary_sha256, added_at, txid")
+
+
+def doc_row(row: tuple) -> DocumentRow:
+    """A ``documents`` row, selected as :data:`DOC_COLUMNS`."""
+    values = list(row)
+    values[7] = info_from_json(values[7])
+    return DocumentRow(*values)
