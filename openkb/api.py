@@ -16,13 +16,11 @@ it, and ``AddReport`` and ``CancelToken`` load with it, on first use.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -51,6 +49,7 @@ from openkb.errors import (
     exit_code_for,
     exit_code_of_run,
 )
+from openkb.ingest import AddReport, CancelToken, add_paths
 from openkb.kb import KB, WaitCallback, init_kb
 from openkb.lock import Holder, read_holder
 from openkb.model import SKIP_REASONS, FileFailure, Skipped
@@ -62,9 +61,6 @@ from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit, Transact
 from openkb.runs import RunRecord, live_runs
 from openkb.treehash import tree_hash as _tree_hash
 from openkb.verify import Problem, VerifyReport, verify_kb
-
-if TYPE_CHECKING:
-    from openkb.ingest import AddReport, CancelToken
 
 __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     # commands
@@ -85,17 +81,6 @@ __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     "COMMIT_STEPS", "CRASHPOINTS", "HIT_END", "HIT_START", "SKIP_REASONS", "TERMINAL_EVENTS",
 ]
 
-# Names loaded on first use: openkb.ingest imports prepare, and so pypdf and
-# markdown-it, which no read-only command needs.
-_LAZY = {"AddReport": "openkb.ingest", "CancelToken": "openkb.ingest"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextmanager
@@ -133,8 +118,6 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
         on_lock_wait: WaitCallback | None = None) -> AddReport:
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
-    from openkb.ingest import add_paths  # the converters: see _LAZY
-
     with _opened(kb_dir, "openkb add") as kb:
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                          lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)

@@ -10,10 +10,9 @@ command that ended with an exception (an :class:`OpenKBError` brings its own
 ``exit_code``), and :func:`exit_code_of_run` for one that ran to its end
 (some files failed, or the user stopped it). The CLI exits with what they
 return, and the terminal event of :meth:`openkb.progress.Progress.run`
-records it. Two places apply the same rules without calling them:
-``AddReport.exit_code`` in :mod:`openkb.ingest` (the rule of
-:func:`exit_code_of_run`), and typer, which exits 2 (``EXIT_USAGE``) on a
-command line it cannot parse, before any openkb code runs.
+records it (an add's report asks :func:`exit_code_of_run` too). Only
+typer chooses one without them: it exits 2 (``EXIT_USAGE``) on a command
+line it cannot parse, before any openkb code runs.
 """
 
 from __future__ import annotations

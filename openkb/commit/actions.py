@@ -67,6 +67,10 @@ class Action:
         """The journal's record of this action: its kind and its fields."""
         return {"kind": self.kind, **asdict(self)}
 
+    def paths(self) -> tuple[str, ...]:
+        """Every KB-relative path this action names."""
+        return (self.target,)
+
 
 def _check_backup(name: object) -> None:
     if not (isinstance(name, str) and _BACKUP.match(name)):
@@ -115,6 +119,9 @@ class Attic(Action):
         super().validate(layout)
         layout.resolve(self.attic, areas=_ATTIC_AREA)
 
+    def paths(self) -> tuple[str, ...]:
+        return (self.target, self.attic)
+
     def apply(self, where: Where) -> tuple[Path, Path]:
         target, attic = where.live(self.target), where.live(self.attic, _ATTIC_AREA)
         fsio.makedirs(attic.parent)
@@ -149,6 +156,9 @@ class Publish(Action):
         layout.resolve(self.staged, areas=_STAGING_AREA)
         if self.after_stash is not None:
             _check_backup(self.after_stash)
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.target, self.staged)
 
     def to_json(self) -> dict[str, Any]:
         record = super().to_json()

@@ -81,13 +81,19 @@ def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
                     writer.commit()
                     crashpoint("registry_write.after")
         except BaseException as exc:
-            _finish_after_failure(layout, registry, plan, progress)
-            if isinstance(exc, (OSError, sqlite3.Error)):
+            committed = _finish_after_failure(layout, registry, plan, progress)
+            if not isinstance(exc, (OSError, sqlite3.Error)):
+                raise
+            if not committed:
                 raise CommitFailed(
                     f"{changes.op} failed and was rolled back: {exc}",
                     hint="free space or fix the disk error, then run the command again",
                 ) from exc
-            raise
+            # The COMMIT had happened when the error came (the registry says
+            # so): the change stands, and its cleanup is done.
+            log.warning("%s committed, then hit an error (%s); nothing is lost", changes.op, exc)
+            return CommitOutcome(journal.txid, [d.name for d in changes.added],
+                                 plan.removed_names, step_ms)
         with step("mark_committed"):
             crashpoint("mark_committed.before")
             try:
@@ -166,15 +172,17 @@ def _compile(layout: KBLayout, plan: Plan) -> None:
 
 
 def _finish_after_failure(layout: KBLayout, registry: Registry, plan: Plan,
-                          progress: Progress) -> None:
-    """Decide by the registry, as recovery would, which way to finish."""
+                          progress: Progress) -> bool:
+    """Decide by the registry, as recovery would, which way to finish;
+    True if forward (the commit point had passed)."""
     journal = plan.journal
     try:
         if registry.has_transaction(journal.txid):
             undo.finish(layout, journal, sweep_staging=True, sweep_tmp=True)
-            return
+            return True
         with progress.span("rollback", "rollback", txid=journal.txid):
             undo.roll_back(layout, journal, keep_staged=True)
+        return False
     except Exception as exc:
         raise CommitFailed(
             f"{journal.op} failed, and so did its rollback ({exc}); the journal "

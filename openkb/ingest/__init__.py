@@ -15,10 +15,13 @@ the next file in order is prepared, while workers go on with later files.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from openkb.ingest.report import AddReport, CancelToken, Counts
-from openkb.ingest.run import AddRun
-from openkb.kb import KB, WaitCallback
-from openkb.progress import Progress
+
+if TYPE_CHECKING:
+    from openkb.kb import KB, WaitCallback
+    from openkb.progress import Progress
 
 __all__ = ["AddReport", "CancelToken", "Counts", "add_paths"]
 
@@ -26,6 +29,10 @@ __all__ = ["AddReport", "CancelToken", "Counts", "add_paths"]
 def add_paths(kb: KB, inputs: list[str], progress: Progress, *, jobs: int | None = None,
               cancel: CancelToken | None = None, lock_timeout: float | None = None,
               on_lock_wait: WaitCallback | None = None) -> AddReport:
+    # Imported here: the run imports the converters (pypdf, markdown-it),
+    # which commands that only read or report must not pay for.
+    from openkb.ingest.run import AddRun
+
     run = AddRun(kb, progress, jobs or kb.config.jobs, cancel or CancelToken(), lock_timeout,
                  on_lock_wait)
     return run.execute(inputs)

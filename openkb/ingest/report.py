@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from openkb.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+from openkb.errors import exit_code_of_run
 from openkb.model import FileFailure, Skipped
 from openkb.progress import Progress
 
@@ -47,9 +47,7 @@ class AddReport:
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+        return exit_code_of_run(failed=bool(self.failed), interrupted=self.interrupted)
 
 
 class Tally:

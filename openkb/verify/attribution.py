@@ -32,8 +32,6 @@ from openkb.verify.report import Problem
 # Codes whose path is a document's name, not a file.
 DOCUMENT_CODES = ("index",)
 
-_PATH_KEYS = ("target", "staged", "attic")
-
 
 @dataclass(frozen=True)
 class InFlight:
@@ -48,7 +46,7 @@ class InFlight:
     def of(cls, layout: KBLayout, journal: Journal) -> InFlight:
         paths = {layout.rel(journal.path(layout))}
         for action in journal.actions:
-            paths.update(action[key] for key in _PATH_KEYS if isinstance(action.get(key), str))
+            paths.update(action.paths())
         dirs = (layout.rel(journal.backup_dir(layout)), *journal.staging)
         return cls(journal.txid, frozenset(paths), dirs, frozenset(journal.docs))
 
