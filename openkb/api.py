@@ -46,6 +46,7 @@ from openkb.errors import (
     UnsafePath,
     UsageError,
     VerifyFailed,
+    WrittenByNewerOpenKB,
     exit_code_for,
     exit_code_of_run,
 )
@@ -76,7 +77,8 @@ __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     "EXIT_INTERRUPTED", "EXIT_LOCK_TIMEOUT", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE",
     "CommitFailed", "ConfigError", "IndexUnreadable", "Interrupted", "JournalRefused",
     "LockTimeout", "NotAKnowledgeBase", "OpenKBError", "RecoveryFailed", "UnknownDocument",
-    "UnsafePath", "UsageError", "VerifyFailed", "exit_code_for", "exit_code_of_run",
+    "UnsafePath", "UsageError", "VerifyFailed", "WrittenByNewerOpenKB", "exit_code_for",
+    "exit_code_of_run",
     # constants a front end renders
     "COMMIT_STEPS", "CRASHPOINTS", "HIT_END", "HIT_START", "SKIP_REASONS", "TERMINAL_EVENTS",
 ]

@@ -102,6 +102,10 @@ class JournalRefused(OpenKBError):
     """
 
 
+class WrittenByNewerOpenKB(OpenKBError):
+    """The KB has a schema or migrations this openkb does not know."""
+
+
 class RecoveryFailed(OpenKBError):
     """Finishing a crashed transaction failed (an I/O error); its journal is kept."""
 

@@ -22,6 +22,7 @@ from openkb.errors import (
     JournalRefused,
     LockTimeout,
     NotAKnowledgeBase,
+    OpenKBError,
     UnsafePath,
     UsageError,
 )
@@ -116,6 +117,16 @@ class KB:
             self._registry = Registry.open(self.layout.db_path)
         return self._registry
 
+    def _needs_upgrade(self) -> bool:
+        try:
+            registry = Registry.open_for_reading(self.layout.db_path)
+        except OpenKBError:
+            return False  # reading will say what is wrong
+        try:
+            return bool(registry.pending_migrations()) or registry.needs_recompile()
+        finally:
+            registry.close()
+
     def close(self) -> None:
         if self._registry is not None:
             self._registry.close()
@@ -145,6 +156,8 @@ class KB:
         try:
             if recover:
                 self._recover(progress)
+            if not has_pending_journals(self.layout):
+                self._upgrade(progress)
             yield waited
         finally:
             self._lock.release()
@@ -160,16 +173,40 @@ class KB:
             sweep_leftovers(self.layout, self.recovery)
             self._swept = True
 
+    def _upgrade(self, progress: Progress) -> None:
+        """Bring a KB an earlier openkb wrote up to date (see
+        :mod:`openkb.registry.migrations`): after recovery, so no journal of
+        the old format is left half-done under the new schema."""
+        if self.registry.pending_migrations():
+            with progress.span("upgrade", "upgrade") as done:
+                applied = self.registry.upgrade()
+                done["migrations"] = [m.name for m in applied]
+            for migration in applied:
+                log.warning("upgraded the KB: %s", migration.does)
+        if self.registry.needs_recompile():
+            # Imported here: commit imports this module's neighbours, and
+            # only an upgrade needs it.
+            from openkb.commit import ChangeSet, commit_changes
+
+            log.warning("upgraded the KB: recompiling every page in the new format")
+            commit_changes(self.layout, self.registry, ChangeSet(op="upgrade", recompile=True),
+                           progress)
+
     def reader(self, progress: Progress) -> Registry:
         """The registry for reading. If a crash left journals or leftovers and
         nobody holds the lock, finish and sweep them first, so the files match
-        what we report and `verify` finds nothing after any command."""
-        if has_pending_journals(self.layout) or leftover_paths(self.layout):
+        what we report and `verify` finds nothing after any command. A KB an
+        earlier openkb wrote is upgraded first, waiting for the lock if need
+        be: this openkb cannot read it as it is."""
+        upgrade = self._needs_upgrade()
+        if upgrade or has_pending_journals(self.layout) or leftover_paths(self.layout):
             try:
-                with self.exclusive(progress, timeout=0):
+                with self.exclusive(progress, timeout=None if upgrade else 0):
                     pass
             except LockTimeout:
-                pass  # a live writer owns those journals; the registry is still consistent
+                if upgrade:
+                    raise
+                # a live writer owns those journals; the registry is still consistent
             except (JournalRefused, UnsafePath) as exc:
                 # Reading stays possible: the registry shows committed state.
                 log.warning("%s (%s)", exc, exc.hint)

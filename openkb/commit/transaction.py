@@ -17,7 +17,7 @@ from openkb.crashpoints import crashpoint
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
 from openkb.progress import Progress
-from openkb.registry import Registry
+from openkb.registry import Registry, RegistryWriter
 
 log = logging.getLogger("openkb")
 
@@ -69,15 +69,7 @@ def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
                     _compile(layout, plan)
                 with step("registry_write"):
                     crashpoint("registry_write.before")
-                    for name in plan.removed_names:
-                        writer.delete_document(name)
-                    for row in plan.rows:
-                        writer.insert_document(row)
-                    for name, sha in plan.summary_updates:
-                        writer.update_summary_sha(name, sha)
-                    writer.set_meta(INDEX_SHA_KEY, plan.index_sha256)
-                    writer.record_transaction(journal.txid, changes.op, journal.docs,
-                                              journal.created)
+                    _write_registry(writer, plan, changes)
                     writer.commit()
                     crashpoint("registry_write.after")
         except BaseException as exc:
@@ -169,6 +161,21 @@ def _compile(layout: KBLayout, plan: Plan) -> None:
             crashpoint("compile.file")
             action.apply(where, data)
     crashpoint("compile.after")
+
+
+def _write_registry(writer: RegistryWriter, plan: Plan, changes: ChangeSet) -> None:
+    """Everything the commit point makes true at once, the txid included."""
+    journal = plan.journal
+    for name in plan.removed_names:
+        writer.delete_document(name)
+    for row in plan.rows:
+        writer.insert_document(row)
+    for name, sha in plan.summary_updates:
+        writer.update_summary_sha(name, sha)
+    writer.set_meta(INDEX_SHA_KEY, plan.index_sha256)
+    if changes.recompile:
+        writer.clear_pending_recompile()
+    writer.record_transaction(journal.txid, changes.op, journal.docs, journal.created)
 
 
 def _finish_after_failure(layout: KBLayout, registry: Registry, plan: Plan,

@@ -13,6 +13,7 @@ The package is the only place that speaks SQL: :mod:`.schema` (the tables),
 the statements of a write transaction), :mod:`.rows` (what they return).
 """
 
+from openkb.registry.migrations import SCHEMA_VERSION, Migration
 from openkb.registry.reading import Registry
 from openkb.registry.rows import (
     HIT_END,
@@ -23,11 +24,11 @@ from openkb.registry.rows import (
     info_from_json,
     info_to_json,
 )
-from openkb.registry.schema import SCHEMA_VERSION
 from openkb.registry.writing import RegistryWriter
 
 __all__ = [
-    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "Registry", "RegistryWriter",
+    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "Migration", "Registry",
+    "RegistryWriter",
     "SearchHit", "TransactionRow", "info_from_json", "info_to_json",
 ]
 

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from openkb.errors import NotAKnowledgeBase, OpenKBError
-from openkb.registry.schema import SCHEMA_VERSION, create_tables
+from openkb.errors import NotAKnowledgeBase, OpenKBError, WrittenByNewerOpenKB
+from openkb.registry import migrations
+from openkb.registry.migrations import SCHEMA_VERSION
+from openkb.registry.schema import create_tables
 
 # Below this, SQLite cannot create its WAL and shared-memory files (32 KiB
 # and more) and writes fail: the open error is then the full disk's.
@@ -71,13 +73,27 @@ def open_database(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             f"cannot open the registry {path}: {exc}",
             hint="run `openkb verify` to see what is damaged",
         ) from exc
-    if row is None or int(row[0]) != SCHEMA_VERSION:
-        raise OpenKBError(
-            f"{path} has schema version {row[0] if row else 'none'}; "
-            f"this openkb reads version {SCHEMA_VERSION}",
-            hint="use the openkb version that created this KB",
+    version = _version(row)
+    newer = migrations.unknown(conn, version) if version in (1, SCHEMA_VERSION) else []
+    if version not in (1, SCHEMA_VERSION) or newer:
+        what = f"migrations {', '.join(newer)}" if newer else f"schema version {version}"
+        raise WrittenByNewerOpenKB(
+            f"{path} was written by a newer openkb ({what}); this openkb reads schema "
+            f"version {SCHEMA_VERSION} with the migrations it knows",
+            hint="use the openkb version that last wrote this KB, or a newer one",
         )
     return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return _version(conn.execute(_SCHEMA_VERSION_QUERY).fetchone())
+
+
+def _version(row: tuple | None) -> int:
+    try:
+        return int(row[0]) if row else 0
+    except ValueError:
+        return 0
 
 
 def open_database_for_reading(path: Path) -> sqlite3.Connection:
@@ -91,6 +107,8 @@ def open_database_for_reading(path: Path) -> sqlite3.Connection:
     """
     try:
         return open_database(path)
+    except WrittenByNewerOpenKB:
+        raise
     except OpenKBError:
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size:

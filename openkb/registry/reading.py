@@ -14,11 +14,14 @@ from pathlib import Path
 import orjson
 
 from openkb.errors import IndexUnreadable
+from openkb.registry import migrations
+from openkb.registry.migrations import Migration
 from openkb.registry.open import (
     create_database,
     finish_creation,
     open_database,
     open_database_for_reading,
+    schema_version,
 )
 from openkb.registry.rows import (
     DOC_COLUMNS,
@@ -61,6 +64,27 @@ class Registry:
 
     def close(self) -> None:
         self._conn.close()
+
+    # -- upgrading -----------------------------------------------------------
+    def pending_migrations(self) -> list[Migration]:
+        return migrations.pending(self._conn, schema_version(self._conn))
+
+    def upgrade(self) -> list[Migration]:
+        """Apply every pending migration in one transaction; returns them.
+        The caller holds the KB's exclusive lock."""
+        with self.write_transaction() as writer:
+            # Asked again under the write lock: another process may have done it.
+            todo = migrations.pending(self._conn, schema_version(self._conn))
+            if not todo:
+                return []
+            migrations.upgrade(self._conn, todo)
+            writer.commit()
+        return todo
+
+    def needs_recompile(self) -> bool:
+        """A migration changed how pages are compiled, and no recompile has
+        committed since."""
+        return self.meta(migrations.PENDING_RECOMPILE_KEY) == "1"
 
     # -- writing -----------------------------------------------------------
     @contextmanager

@@ -1,17 +1,21 @@
-"""The tables of ``.openkb/kb.sqlite`` (schema version 1).
+"""The tables of ``.openkb/kb.sqlite``.
 
 ``documents`` holds one row per committed document, ``doc_terms`` and
 ``terms`` its key terms (a term shared by two or more documents is a
 concept), ``chunks`` and the FTS5 table ``chunks_fts`` the search index,
 and ``transactions`` the id of every committed transaction: the row whose
 presence recovery reads as "the commit point passed".
+
+A new database gets openkb 0.1's tables, then every migration
+(:mod:`.migrations`): one path to today's schema, whether a KB was created
+today or upgraded from 0.1.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+from openkb.registry import migrations
 
 FTS_DDL = (
     "CREATE VIRTUAL TABLE chunks_fts USING fts5 ("
@@ -68,4 +72,7 @@ def create_tables(conn: sqlite3.Connection) -> None:
     caller holds a write transaction)."""
     for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
         conn.execute(statement)
-    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    migrations.upgrade(conn, migrations.pending(conn, 1))
+    # A new KB has nothing to recompile.
+    conn.execute("DELETE FROM meta WHERE key = ?", (migrations.PENDING_RECOMPILE_KEY,))

@@ -10,6 +10,7 @@ from dataclasses import fields
 import orjson
 
 from openkb.model import Chunk
+from openkb.registry.migrations import PENDING_RECOMPILE_KEY
 from openkb.registry.rows import DOC_COLUMNS, DocumentRow, info_to_json
 from openkb.registry.schema import FTS_DDL, FTS_SHADOWS
 
@@ -102,6 +103,10 @@ class RegistryWriter:
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def clear_pending_recompile(self) -> None:
+        """A recompile commits: the pages are in today's format."""
+        self._conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_RECOMPILE_KEY,))
 
     def update_summary_sha(self, name: str, sha256: str) -> None:
         self._conn.execute("UPDATE documents SET summary_sha256 = ? WHERE name = ?", (sha256, name))
