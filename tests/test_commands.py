@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import typer.core
 import typer.main
 import yaml
 from conftest import ROOT, markdown_doc, run_openkb, write_tree
@@ -16,34 +17,64 @@ from openkb.cli.app import app
 from openkb.config import Config
 
 
-def _command_paths() -> list[list[str]]:
-    root = typer.main.get_command(app)
-    paths: list[list[str]] = []
+def _commands() -> dict[str, typer.core.TyperCommand | typer.core.TyperGroup]:
+    """Every command and group by its path ("openkb", "openkb add",
+    "openkb progress summarize", ...)."""
+    found = {}
 
-    def walk(command, prefix: list[str]) -> None:  # type: ignore[no-untyped-def]
-        if getattr(command, "commands", None):
-            for name, sub in command.commands.items():
-                walk(sub, [*prefix, name])
-        else:
-            paths.append(prefix)
+    def walk(command, path: str) -> None:  # type: ignore[no-untyped-def]
+        found[path] = command
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
 
-    walk(root, [])
-    return paths
-
-
-COMMANDS = _command_paths()
+    walk(typer.main.get_command(app), "openkb")
+    return found
 
 
-@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
-def test_every_command_has_help(cli, path: list[str]) -> None:
-    result = cli(*path, "--help")
-    assert result.code == 0
-    assert len(result.out.strip().splitlines()) > 3
+COMMANDS = _commands()
+LEAVES = [path for path, command in COMMANDS.items()
+          if not isinstance(command, typer.core.TyperGroup)]
 
 
-@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
-def test_every_command_is_in_the_readme(path: list[str]) -> None:
-    assert f"openkb {' '.join(path)}" in (ROOT / "README.md").read_text()
+def _readme_table() -> dict[str, str]:
+    """README's command table: the command words of each row -> its usage."""
+    rows = {}
+    for usage in re.findall(r"^\| `(openkb [^`]*)` \|", (ROOT / "README.md").read_text(),
+                            re.MULTILINE):
+        words = [w for w in usage.split() if re.fullmatch(r"[a-z][a-z-]*", w)]
+        rows[" ".join(words)] = usage
+    return rows
+
+
+@pytest.mark.parametrize("path", COMMANDS)
+def test_every_command_has_help(cli, path: str) -> None:
+    command = COMMANDS[path]
+    assert (command.help or "").strip(), f"{path} has no help text"
+    for param in command.params:
+        assert (getattr(param, "help", None) or "").strip(), (
+            f"{path}: {param.opts[0]} has no help text")
+    # And the user is shown it.
+    result = cli(*path.split()[1:], "--help")
+    assert result.code == 0, result.err
+    shown = " ".join(result.out.replace("│", " ").split())
+    assert " ".join(command.help.strip().splitlines()[0].split()) in shown, shown
+    for param in command.params:
+        if isinstance(param, typer.core.TyperOption):
+            assert param.opts[0] in shown, (path, param.opts[0])
+
+
+@pytest.mark.parametrize("path", LEAVES)
+def test_every_command_is_in_the_readme_table(path: str) -> None:
+    table = _readme_table()
+    assert path in table, f"`{path}` is not in README.md's command table"
+    for param in COMMANDS[path].params:
+        if isinstance(param, typer.core.TyperOption):
+            assert param.opts[0] in table[path], (
+                f"README.md's row for `{path}` does not mention {param.opts[0]}")
+
+
+def test_the_readme_table_names_no_command_that_does_not_exist() -> None:
+    assert set(_readme_table()) <= set(LEAVES)
 
 
 def test_readme_starts_with_demo_and_test_and_ci_runs_the_tests() -> None:
