@@ -124,28 +124,6 @@ def test_a_write_failure_mid_run_is_reported_once(tmp_path: Path) -> None:
     assert len(warnings) == 1
 
 
-@pytest.mark.parametrize(("setup", "event", "code"), [
-    ("ok", "complete", 0), ("bad-file", "complete", 1), ("locked", "error", 3)])
-def test_every_run_ends_with_one_terminal_event(kb: Path, tmp_path: Path, setup: str,
-                                                event: str, code: int) -> None:
-    docs = _docs(tmp_path / "d", 3)
-    if setup == "bad-file":
-        (docs / "bad.pdf").write_bytes(b"garbage")
-    jsonl = tmp_path / "p.jsonl"
-    lock = filelock.FileLock(kb / ".openkb" / "lock")
-    if setup == "locked":
-        lock.acquire()
-    try:
-        result = run_openkb("--kb", str(kb), "--progress-jsonl", str(jsonl),
-                            "--lock-timeout", "0.3", "add", str(docs))
-    finally:
-        if lock.is_locked:
-            lock.release()
-    assert result.returncode == code, result.stderr
-    terminals = [e for e in _read(jsonl) if e["kind"] == "terminal"]
-    assert [(t["event"], t["exit_code"]) for t in terminals] == [(event, code)]
-
-
 @pytest.mark.parametrize(("argv", "event", "code"), [
     (["remove", "note-000"], "complete", 0),
     (["remove", "--dry-run", "note-000"], "complete", 0),
