@@ -4,6 +4,7 @@ and the README that documents it."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -186,3 +187,14 @@ def test_remove_keep_raw_and_dry_run_from_the_cli(cli, kb: Path, docs: Path) -> 
     out = cli("--kb", str(kb), "remove", "--keep-raw", "one").out
     assert "removed one" in out and "attic" in out
     assert (kb / "attic" / "one.md").exists()
+
+
+def test_in_process_runs_do_not_share_log_handlers(cli, kb: Path, tmp_path: Path) -> None:
+    """The `cli` fixture's promise: a run's log handler (bound to that run's
+    captured stderr) does not swallow the next run's --debug lines."""
+    handlers = list(logging.getLogger("openkb").handlers)
+    assert cli("--kb", str(kb), "list").code == 0
+    docs = write_tree(tmp_path / "d", {"a.md": markdown_doc("A", "apples")})
+    debug = cli("--kb", str(kb), "--debug", "add", str(docs))
+    assert debug.code == 0 and "openkb.timing" in debug.err, debug.err
+    assert logging.getLogger("openkb").handlers == handlers
