@@ -12,7 +12,7 @@ import pytest
 import typer.core
 import typer.main
 import yaml
-from conftest import ROOT, markdown_doc, run_openkb, write_tree
+from conftest import ROOT, markdown_doc, write_tree
 
 from openkb.cli.app import app
 from openkb.config import Config
@@ -125,11 +125,11 @@ def test_usage_errors_exit_2(cli, kb: Path, tmp_path: Path) -> None:
     assert unknown.code == 2 and "nothing was removed" in unknown.err
 
 
-def test_the_kb_is_found_from_env_and_from_a_subdirectory(kb: Path, docs: Path) -> None:
-    assert run_openkb("add", str(docs), env={"OPENKB_DIR": str(kb)}).returncode == 1
-    listing = run_openkb("list", "--json", cwd=kb / "wiki" / "concepts")
-    assert listing.returncode == 0
-    assert {d["name"] for d in json.loads(listing.stdout)} == {"one", "two"}
+def test_the_kb_is_found_from_env_and_from_a_subdirectory(cli, kb: Path, docs: Path) -> None:
+    assert cli("add", str(docs), env={"OPENKB_DIR": str(kb)}).code == 1
+    listing = cli("list", "--json", cwd=kb / "wiki" / "concepts")
+    assert listing.code == 0
+    assert {d["name"] for d in json.loads(listing.out)} == {"one", "two"}
 
 
 def test_json_outputs(cli, kb: Path, docs: Path) -> None:
