@@ -15,7 +15,7 @@ from pathlib import Path
 
 import filelock
 import pytest
-from conftest import ROOT, Run, markdown_doc, run_openkb, write_tree
+from conftest import ROOT, Run, markdown_doc, openkb_in_process, run_openkb, write_tree
 
 from openkb import api
 from openkb.errors import UsageError
@@ -54,8 +54,8 @@ def _add(run, kb: Path, jsonl: Path, *args: str, **kwargs) -> Run:  # type: igno
     return run("--kb", str(kb), "--progress-jsonl", str(jsonl), "add", *args, **kwargs)
 
 
-def _summary(cli, jsonl: Path, *args: str) -> dict:  # type: ignore[no-untyped-def]
-    result = cli("progress", "summarize", "--json", *args, str(jsonl))
+def _summary(jsonl: Path, *args: str) -> dict:
+    result = openkb_in_process("progress", "summarize", "--json", *args, str(jsonl))
     assert result.code == 0, result.err
     return json.loads(result.out)
 
@@ -207,7 +207,7 @@ def test_a_crash_mid_run_leaves_a_file_summarize_reads(cli, kb: Path, tmp_path: 
     # Events queued in the last instant die with the process; these came
     # well before the kill.
     assert any(e["event"] == "commit" and e["kind"] == "start" for e in events)
-    data = _summary(cli, jsonl)
+    data = _summary(jsonl)
     assert data["terminal"] is None and "no terminal event" in data["notes"][0]
     assert {"prefilter", "prepare", "lock_wait"} <= {p["phase"] for p in data["phases"]}
     text = cli("progress", "summarize", str(jsonl))
@@ -226,7 +226,7 @@ def test_a_torn_last_line_does_not_corrupt_the_next_record(cli, kb: Path,
     assert lines[0] == torn
     events = [json.loads(line) for line in lines[1:]]  # the next record starts clean
     _assert_well_formed(events)
-    data = _summary(cli, jsonl)
+    data = _summary(jsonl)
     assert data["torn_lines"] == 1 and data["runs_in_file"] == [events[0]["run_id"]]
     assert data["terminal"]["event"] == "complete"
 
@@ -358,7 +358,7 @@ def test_every_command_that_takes_the_lock_is_one_run(cli, kb: Path, tmp_path: P
     assert (terminal["event"], terminal["kind"], terminal["exit_code"]) == (
         event, "terminal", code)
     assert terminal["wall_ms"] >= 0 and (terminal["error"] is None) == (code == 0)
-    summary = _summary(cli, jsonl)
+    summary = _summary(jsonl)
     assert summary["terminal"]["event"] == event and not summary["notes"]
 
 
@@ -423,13 +423,13 @@ def test_summarize_reports_where_the_time_went(cli, kb: Path, tmp_path: Path) ->
     with open(jsonl, "ab") as handle:  # something else appended to the file
         handle.write(b'{"hello": "world"}\nnot json at all\n')
 
-    data = _summary(cli, jsonl)
+    data = _summary(jsonl)
     first_run, second_run = data["runs_in_file"]
     assert data["run_id"] == second_run  # the default: the last run
     assert data["terminal"]["counts"]["committed"] == 2
     assert (data["torn_lines"], data["foreign_lines"]) == (1, 1)
 
-    first = _summary(cli, jsonl, "--run", first_run)
+    first = _summary(jsonl, "--run", first_run)
     phases = {p["phase"]: p for p in first["phases"]}
     assert {"scan", "prefilter", "prepare", "lock_wait", "commit", *COMMIT_STEPS} <= set(phases)
     assert phases["prepare"]["count"] == 7 and phases["prefilter"]["count"] == 7
@@ -503,7 +503,7 @@ def test_debug_prints_one_timing_line_per_committed_document(cli, kb: Path, tmp_
 
 # -- heartbeats ---------------------------------------------------------------
 
-def test_heartbeats_say_what_each_worker_is_doing(cli, kb: Path, tmp_path: Path) -> None:
+def test_heartbeats_say_what_each_worker_is_doing(kb: Path, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "d", 3)
     (docs / "slow.md").write_text("# Slow\n\n" + "- item\n" * 30_000)  # a second or two
     jsonl = tmp_path / "p.jsonl"
@@ -514,7 +514,7 @@ def test_heartbeats_say_what_each_worker_is_doing(cli, kb: Path, tmp_path: Path)
     assert any(w["file"].endswith("slow.md") and w["busy_s"] > 0
                for b in beats for w in b["workers"])
     assert all(b["since_progress_s"] >= 0 and b["counts"]["total"] == 4 for b in beats)
-    assert _summary(cli, jsonl)["heartbeats"] == len(beats)
+    assert _summary(jsonl)["heartbeats"] == len(beats)
 
 
 # -- regressions: empty files, timeouts, lock waits, runs of other commands --
