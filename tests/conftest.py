@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -89,16 +90,49 @@ class Run:
     err: str
 
 
+# Environment an in-process run must not be given.
+NOT_IN_PROCESS = {"OPENKB_CRASH_AT": "a crash point SIGKILLs the process it is reached in",
+                  "OPENKB_HEARTBEAT_S": "openkb.ingest reads it once, at import"}
+
+
+def openkb_in_process(*args: str, env: dict[str, str] | None = None,
+                      cwd: Path | None = None) -> Run:
+    """Run the CLI in this process (typer's runner): no interpreter start-up.
+
+    Each run leaves the process as it found it: the environment (and the
+    fault and power-loss plans read from it), the working directory, and
+    the "openkb" logger, to which `configure_logging` attaches a handler on
+    the run's own captured stderr and sets a level that would otherwise
+    carry over into the next run. Output of prepare workers (other
+    processes) is not in the captured stderr."""
+    for name, why in NOT_IN_PROCESS.items():
+        if name in (env or {}):
+            raise AssertionError(f"{name}: {why}; use run_openkb")
+    logger = logging.getLogger("openkb")
+    handlers, level, here = list(logger.handlers), logger.level, os.getcwd()
+    saved_env = dict(os.environ)
+    try:
+        os.environ.update(env or {})
+        fsio.configure_from_env()
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        fsio.configure_from_env()
+        for handler in logger.handlers:
+            if handler not in handlers:
+                logger.removeHandler(handler)
+        logger.setLevel(level)
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
 @pytest.fixture
 def cli() -> Callable[..., Run]:
-    """Run the CLI in-process (typer's runner)."""
-    runner = CliRunner()
-
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Run:
-        result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
-        return Run(result.exit_code, result.stdout, result.stderr)
-
-    return invoke
+    """The CLI in-process; see :func:`openkb_in_process`."""
+    return openkb_in_process
 
 
 def run_openkb(*args: str, env: dict[str, str] | None = None, timeout: float = 120,

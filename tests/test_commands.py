@@ -4,46 +4,78 @@ and the README that documents it."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
 import pytest
+import typer.core
 import typer.main
 import yaml
-from conftest import ROOT, markdown_doc, run_openkb, write_tree
+from conftest import ROOT, markdown_doc, write_tree
 
 from openkb.cli.app import app
 from openkb.config import Config
 
 
-def _command_paths() -> list[list[str]]:
-    root = typer.main.get_command(app)
-    paths: list[list[str]] = []
+def _commands() -> dict[str, typer.core.TyperCommand | typer.core.TyperGroup]:
+    """Every command and group by its path ("openkb", "openkb add",
+    "openkb progress summarize", ...)."""
+    found = {}
 
-    def walk(command, prefix: list[str]) -> None:  # type: ignore[no-untyped-def]
-        if getattr(command, "commands", None):
-            for name, sub in command.commands.items():
-                walk(sub, [*prefix, name])
-        else:
-            paths.append(prefix)
+    def walk(command, path: str) -> None:  # type: ignore[no-untyped-def]
+        found[path] = command
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
 
-    walk(root, [])
-    return paths
-
-
-COMMANDS = _command_paths()
+    walk(typer.main.get_command(app), "openkb")
+    return found
 
 
-@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
-def test_every_command_has_help(cli, path: list[str]) -> None:
-    result = cli(*path, "--help")
-    assert result.code == 0
-    assert len(result.out.strip().splitlines()) > 3
+COMMANDS = _commands()
+LEAVES = [path for path, command in COMMANDS.items()
+          if not isinstance(command, typer.core.TyperGroup)]
 
 
-@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
-def test_every_command_is_in_the_readme(path: list[str]) -> None:
-    assert f"openkb {' '.join(path)}" in (ROOT / "README.md").read_text()
+def _readme_table() -> dict[str, str]:
+    """README's command table: the command words of each row -> its usage."""
+    rows = {}
+    for usage in re.findall(r"^\| `(openkb [^`]*)` \|", (ROOT / "README.md").read_text(),
+                            re.MULTILINE):
+        words = [w for w in usage.split() if re.fullmatch(r"[a-z][a-z-]*", w)]
+        rows[" ".join(words)] = usage
+    return rows
+
+
+@pytest.mark.parametrize("path", COMMANDS)
+def test_every_command_has_help(cli, path: str) -> None:
+    command = COMMANDS[path]
+    assert (command.help or "").strip(), f"{path} has no help text"
+    for param in command.params:
+        assert (getattr(param, "help", None) or "").strip(), (
+            f"{path}: {param.opts[0]} has no help text")
+    # And the user is shown it.
+    result = cli(*path.split()[1:], "--help")
+    assert result.code == 0, result.err
+    shown = " ".join(result.out.replace("│", " ").split())
+    assert " ".join(command.help.strip().splitlines()[0].split()) in shown, shown
+    for param in command.params:
+        if isinstance(param, typer.core.TyperOption):
+            assert param.opts[0] in shown, (path, param.opts[0])
+
+
+@pytest.mark.parametrize("path", LEAVES)
+def test_every_command_is_in_the_readme_table(path: str) -> None:
+    table = _readme_table()
+    assert path in table, f"`{path}` is not in README.md's command table"
+    for param in COMMANDS[path].params:
+        if isinstance(param, typer.core.TyperOption):
+            assert param.opts[0] in table[path], (
+                f"README.md's row for `{path}` does not mention {param.opts[0]}")
+
+
+def test_the_readme_table_names_no_command_that_does_not_exist() -> None:
+    assert set(_readme_table()) <= set(LEAVES)
 
 
 def test_readme_starts_with_demo_and_test_and_ci_runs_the_tests() -> None:
@@ -93,11 +125,11 @@ def test_usage_errors_exit_2(cli, kb: Path, tmp_path: Path) -> None:
     assert unknown.code == 2 and "nothing was removed" in unknown.err
 
 
-def test_the_kb_is_found_from_env_and_from_a_subdirectory(kb: Path, docs: Path) -> None:
-    assert run_openkb("add", str(docs), env={"OPENKB_DIR": str(kb)}).returncode == 1
-    listing = run_openkb("list", "--json", cwd=kb / "wiki" / "concepts")
-    assert listing.returncode == 0
-    assert {d["name"] for d in json.loads(listing.stdout)} == {"one", "two"}
+def test_the_kb_is_found_from_env_and_from_a_subdirectory(cli, kb: Path, docs: Path) -> None:
+    assert cli("add", str(docs), env={"OPENKB_DIR": str(kb)}).code == 1
+    listing = cli("list", "--json", cwd=kb / "wiki" / "concepts")
+    assert listing.code == 0
+    assert {d["name"] for d in json.loads(listing.out)} == {"one", "two"}
 
 
 def test_json_outputs(cli, kb: Path, docs: Path) -> None:
@@ -155,3 +187,14 @@ def test_remove_keep_raw_and_dry_run_from_the_cli(cli, kb: Path, docs: Path) -> 
     out = cli("--kb", str(kb), "remove", "--keep-raw", "one").out
     assert "removed one" in out and "attic" in out
     assert (kb / "attic" / "one.md").exists()
+
+
+def test_in_process_runs_do_not_share_log_handlers(cli, kb: Path, tmp_path: Path) -> None:
+    """The `cli` fixture's promise: a run's log handler (bound to that run's
+    captured stderr) does not swallow the next run's --debug lines."""
+    handlers = list(logging.getLogger("openkb").handlers)
+    assert cli("--kb", str(kb), "list").code == 0
+    docs = write_tree(tmp_path / "d", {"a.md": markdown_doc("A", "apples")})
+    debug = cli("--kb", str(kb), "--debug", "add", str(docs))
+    assert debug.code == 0 and "openkb.timing" in debug.err, debug.err
+    assert logging.getLogger("openkb").handlers == handlers

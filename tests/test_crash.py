@@ -5,6 +5,13 @@ command (which must finish the transaction), check `openkb verify`, check
 that each document is wholly present or wholly absent, then re-run the
 command and compare the KB with one built without a crash.
 
+Only the commands that crash are real processes (a crash point SIGKILLs
+the process it is reached in). What follows a crash runs in this process:
+the next command through the CLI, the checks through the library (the same
+code as `openkb list`, `verify`, `debug tree-hash`), without paying for an
+interpreter start-up each, and an exception that escapes them fails the
+test at once.
+
 The same enumeration runs under the power-loss model (see
 openkb/powerloss.py) in both its extremes: ``OPENKB_POWERLOSS=1`` drops
 every change that was not fsynced at the crash point; ``torn`` keeps every
@@ -21,7 +28,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import markdown_doc, run_openkb, tree_hash, verify_ok, write_tree
+from conftest import (
+    Run,
+    markdown_doc,
+    openkb_in_process,
+    run_openkb,
+    tree_hash,
+    verify_ok,
+    write_tree,
+)
 
 from openkb import api
 from openkb.crashpoints import CRASHPOINTS
@@ -49,13 +64,24 @@ def _inputs(root: Path) -> tuple[Path, Path, Path]:
     return base, new, extra
 
 
-def _openkb(kb: Path, *args: str, env: dict[str, str] | None = None):
-    return run_openkb("--kb", str(kb), "--quiet", *args, env=env)
+def _crash(kb: Path, *args: str, point: str, env: dict[str, str] | None = None) -> int:
+    """Run openkb as a real process that SIGKILLs itself at ``point``;
+    return its exit code (-9 if the point was reached)."""
+    result = run_openkb("--kb", str(kb), "--quiet", *args,
+                        env={"OPENKB_CRASH_AT": point, **(env or {})})
+    assert result.returncode in (-9, 0), result.stderr
+    return result.returncode
 
 
-# After the crash and the next command (real processes), the checks run in
-# this process: the same code as `openkb list/verify/debug tree-hash`, without
-# paying for three more interpreter start-ups per crash point.
+def _openkb(kb: Path, *args: str) -> Run:
+    """A command after the crash, in this process."""
+    return openkb_in_process("--kb", str(kb), "--quiet", *args)
+
+
+def _add(kb: Path, docs: Path) -> None:
+    assert not api.add(str(kb), [str(docs)], Progress(), jobs=1).failed
+
+
 def _docs(kb: Path) -> set[str]:
     return {row.name for row in api.list_documents(str(kb), Progress())}
 
@@ -74,14 +100,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("crash")
     base, new, extra = _inputs(root)
     template = root / "template"
-    assert run_openkb("init", str(template)).returncode == 0
-    assert _openkb(template, "add", str(base)).returncode == 0
+    api.init(str(template))
+    _add(template, base)
     after_add = root / "after-add"
     shutil.copytree(template, after_add)
-    assert _openkb(after_add, "add", str(new)).returncode == 0
+    _add(after_add, new)
     after_remove = root / "after-remove"
     shutil.copytree(after_add, after_remove)
-    assert _openkb(after_remove, "remove", "base-one", "new-two").returncode == 0
+    assert [r.name for r in api.remove(str(after_remove), ["base-one", "new-two"],
+                                       Progress()).removed] == ["base-one", "new-two"]
     return {"template": template, "new": new, "extra": extra,
             "add_hash": _hash(after_add), "remove_hash": _hash(after_remove),
             "after_add": after_add}
@@ -95,13 +122,11 @@ def _crash_then_recover(kb: Path, command: list[str], point: str, env: dict[str,
                         next_command: list[str]) -> bool:
     """Run ``command`` crashing at ``point``; run ``next_command``; return
     whether the crash happened."""
-    crashed = _openkb(kb, *command, env={"OPENKB_CRASH_AT": point, **env})
-    assert crashed.returncode in (-9, 0), crashed.stderr
+    code = _crash(kb, *command, point=point, env=env)
     following = _openkb(kb, *next_command)
     # 2: `remove --dry-run` of a document the crashed remove did take away.
-    assert following.returncode in (0, 1, 2), following.stderr
-    assert "Traceback" not in following.stderr, following.stderr
-    return crashed.returncode == -9
+    assert following.code in (0, 1, 2), following.err
+    return code == -9
 
 
 MODES = {"kill": {}, "powerloss": {"OPENKB_POWERLOSS": "1"},
@@ -122,7 +147,7 @@ def test_add_crash_at_every_point(world: dict, tmp_path: Path, point: str, mode:
     assert _docs(kb) in ({"base-one", "base-two"},
                          {"base-one", "base-two", "new-one", "new-two"})
     rerun = _openkb(kb, "add", "--jobs", "1", str(world["new"]))
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.code == 0, rerun.err
     _verify(kb)
     assert _hash(kb) == world["add_hash"]
 
@@ -140,7 +165,7 @@ def test_remove_crash_at_every_point(world: dict, tmp_path: Path, point: str, mo
     docs = _docs(kb)
     assert docs in ({"base-two", "new-one"}, {"base-one", "base-two", "new-one", "new-two"}), docs
     if "base-one" in docs:
-        assert _openkb(kb, "remove", "base-one", "new-two").returncode == 0
+        assert _openkb(kb, "remove", "base-one", "new-two").code == 0
     _verify(kb)
     assert _hash(kb) == world["remove_hash"]
 
@@ -150,9 +175,8 @@ def test_next_add_after_a_crash(world: dict, tmp_path: Path, point: str) -> None
     """A writing command is a "next command" too: it recovers, then does its job."""
     kb = tmp_path / "kb"
     shutil.copytree(world["template"], kb)
-    crashed = _openkb(kb, "add", str(world["new"]), env={"OPENKB_CRASH_AT": point})
-    assert crashed.returncode == -9
-    assert _openkb(kb, "add", str(world["extra"])).returncode == 0
+    assert _crash(kb, "add", str(world["new"]), point=point) == -9
+    assert _openkb(kb, "add", str(world["extra"])).code == 0
     _verify(kb)
     assert "extra" in _docs(kb)
 
@@ -164,17 +188,17 @@ def test_update_crash_at_every_point(world: dict, tmp_path: Path, point: str) ->
     shutil.copytree(world["template"], kb)
     inputs = tmp_path / "inputs"
     shutil.copytree(world["new"], inputs)
-    assert _openkb(kb, "add", str(inputs)).returncode == 0
-    source = Path(json.loads(_openkb(kb, "show", "--json", "new-one").stdout)["source_path"])
+    _add(kb, inputs)
+    source = api.show(str(kb), "new-one", Progress()).source_path
     old_source = source.read_text()
     (inputs / "new-one.md").write_text(markdown_doc("New one, edited", "apples", "figs"))
-    crashed = _openkb(kb, "add", str(inputs), env={"OPENKB_CRASH_AT": point})
-    assert crashed.returncode == -9, f"{point} was never reached by the update"
-    assert _openkb(kb, "list").returncode == 0
+    assert _crash(kb, "add", str(inputs), point=point) == -9, (
+        f"{point} was never reached by the update")
+    assert _openkb(kb, "list").code == 0
     _verify(kb)
     now = source.read_text()
     assert now == old_source or "figs" in now
-    assert _openkb(kb, "add", str(inputs)).returncode == 0
+    assert _openkb(kb, "add", str(inputs)).code == 0
     _verify(kb)
     assert "figs" in source.read_text()
     assert _docs(kb) == {"base-one", "base-two", "new-one", "new-two"}
@@ -185,21 +209,35 @@ RECOVERY_POINTS = ["recovery.before", "recovery.journal", "recovery.after", "rol
                    "rollback.after"]
 
 
+FIRST_CRASHES = ["compile.after", "registry_write.after"]
+
+
+@pytest.fixture(scope="module")
+def crashed_adds(world: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A KB per point of FIRST_CRASHES, left by an add SIGKILLed there: each
+    recovery case starts from a copy (the crash is its setup, not its test)."""
+    root = tmp_path_factory.mktemp("crashed-adds")
+    kbs = {}
+    for first in FIRST_CRASHES:
+        kb = root / first
+        shutil.copytree(world["template"], kb)
+        assert _crash(kb, "add", "--jobs", "1", str(world["new"]), point=first) == -9
+        kbs[first] = kb
+    return kbs
+
+
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("first", ["compile.after", "registry_write.after"])
+@pytest.mark.parametrize("first", FIRST_CRASHES)
 @pytest.mark.parametrize("point", RECOVERY_POINTS)
-def test_crash_inside_recovery(world: dict, tmp_path: Path, first: str, point: str,
-                               mode: str) -> None:
+def test_crash_inside_recovery(world: dict, crashed_adds: dict[str, Path], tmp_path: Path,
+                               first: str, point: str, mode: str) -> None:
     kb = tmp_path / "kb"
-    shutil.copytree(world["template"], kb)
-    assert _openkb(kb, "add", "--jobs", "1", str(world["new"]),
-                   env={"OPENKB_CRASH_AT": first}).returncode == -9
-    recovering = _openkb(kb, "recover", env={"OPENKB_CRASH_AT": point, **MODES[mode]})
+    shutil.copytree(crashed_adds[first], kb)
     # Rolling forward (the commit point had passed) never reaches rollback.*.
-    assert recovering.returncode in (-9, 0), recovering.stderr
-    assert _openkb(kb, "list").returncode == 0
+    _crash(kb, "recover", point=point, env=MODES[mode])
+    assert _openkb(kb, "list").code == 0
     _verify(kb)
-    assert _openkb(kb, "add", "--jobs", "1", str(world["new"])).returncode == 0
+    assert _openkb(kb, "add", "--jobs", "1", str(world["new"])).code == 0
     _verify(kb)
     assert _hash(kb) == world["add_hash"]
 
@@ -218,12 +256,12 @@ def test_a_journal_naming_a_path_outside_the_kb_is_refused(world: dict, tmp_path
     }))
     before = _hash(kb)
     added = _openkb(kb, "add", str(world["extra"]))
-    assert added.returncode != 0
-    assert "refusing journal" in added.stderr and "outside" in added.stderr
+    assert added.code != 0
+    assert "refusing journal" in added.err and "outside" in added.err
     assert victim.read_text() == "precious"
     assert journal.exists()
-    assert _openkb(kb, "recover").returncode != 0
-    assert _openkb(kb, "list").returncode == 0  # reads still work
+    assert _openkb(kb, "recover").code != 0
+    assert _openkb(kb, "list").code == 0  # reads still work
     assert victim.read_text() == "precious"
     journal.unlink()
     assert _hash(kb) == before

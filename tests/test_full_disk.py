@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import markdown_doc, run_openkb, write_tree
+from conftest import Run, markdown_doc, openkb_in_process, write_tree
+
+from openkb import api
 
 DISK_FULL = ("No space left on device", "disk is full")
 
@@ -33,16 +35,16 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def _openkb(kb: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = run_openkb("--kb", str(kb), *args, timeout=300)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
+def _openkb(kb: Path, *args: str) -> Run:
+    """The CLI in-process: an error it does not turn into a message and an
+    exit code raises here and fails the test."""
+    return openkb_in_process("--kb", str(kb), *args)
 
 
 def _names(kb: Path) -> set[str]:
     listing = _openkb(kb, "list", "--json")
-    assert listing.returncode == 0, listing.stderr
-    return {d["name"] for d in json.loads(listing.stdout)}
+    assert listing.code == 0, listing.err
+    return {d["name"] for d in json.loads(listing.out)}
 
 
 def _fill(disk: Path) -> Path:
@@ -79,43 +81,43 @@ def _big_docs(root: Path, count: int) -> Path:
 def test_running_out_of_space_fails_files_and_keeps_the_kb_usable(
         small_disk: Path, tmp_path: Path, jobs: str) -> None:
     kb = small_disk / "kb"
-    assert run_openkb("init", str(kb)).returncode == 0
+    api.init(str(kb))
     ballast = small_disk / "someone-elses-file"
     ballast.write_bytes(b"\0" * 256 * 1024)
     docs = _big_docs(tmp_path / "docs", 30)
     added = _openkb(kb, "add", "--json", "--jobs", jobs, str(docs))
-    assert added.returncode == 1, added.stdout + added.stderr
-    report = json.loads(added.stdout)
+    assert added.code == 1, added.out + added.err
+    report = json.loads(added.out)
     assert report["failed"] and len(report["added"]) + len(report["failed"]) == 30
     for failure in report["failed"]:  # each file says why, and it is the disk
         assert any(cause in failure["reason"] for cause in DISK_FULL), failure
     assert any("No space left on device" in f["reason"] for f in report["failed"])
     present = _names(kb)
     assert present == {a["name"] for a in report["added"]}
-    assert _openkb(kb, "verify").returncode == 0
+    assert _openkb(kb, "verify").code == 0
     # With the disk still full even a remove may not journal itself: it
     # fails cleanly or succeeds. Once space is freed, the KB works as before.
     if present:
         _openkb(kb, "remove", sorted(present)[0])
-        assert _openkb(kb, "verify").returncode == 0
+        assert _openkb(kb, "verify").code == 0
     ballast.unlink()
     victims = sorted(_names(kb))[: max(1, len(present) // 2)] if _names(kb) else []
     if victims:
-        assert _openkb(kb, "remove", *victims).returncode == 0
+        assert _openkb(kb, "remove", *victims).code == 0
     small = write_tree(tmp_path / "small", {"small.md": markdown_doc("Small", "apples")})
-    assert _openkb(kb, "add", str(small)).returncode == 0
+    assert _openkb(kb, "add", str(small)).code == 0
     assert "small" in _names(kb)
-    assert _openkb(kb, "verify").returncode == 0
+    assert _openkb(kb, "verify").code == 0
 
 
 @pytest.fixture
 def full_kb(small_disk: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     """A KB with three documents on a disk with no free block left."""
     kb = small_disk / "kb"
-    assert run_openkb("init", str(kb)).returncode == 0
+    api.init(str(kb))
     docs = write_tree(tmp_path / "docs", {
         f"{n}.md": markdown_doc(n.title(), "apples", "pears") for n in ("one", "two", "three")})
-    assert _openkb(kb, "add", str(docs)).returncode == 0
+    assert _openkb(kb, "add", str(docs)).code == 0
     return kb, _fill(small_disk), _files(kb)
 
 
@@ -126,22 +128,22 @@ def test_writers_on_a_full_disk_fail_and_change_nothing(
     for args in (["recompile"], ["remove", "one"], ["add", str(more)],
                  ["remove", "--keep-raw", "two"]):
         result = _openkb(kb, *args)
-        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert result.code == 1, (args, result.out, result.err)
         assert _files(kb) == before, args
     ballast.unlink()
-    assert _openkb(kb, "verify").returncode == 0
+    assert _openkb(kb, "verify").code == 0
     assert _names(kb) == {"one", "two", "three"}
-    assert _openkb(kb, "remove", "one").returncode == 0
-    assert _openkb(kb, "add", str(more)).returncode == 0
+    assert _openkb(kb, "remove", "one").code == 0
+    assert _openkb(kb, "add", str(more)).code == 0
     assert _names(kb) == {"two", "three", "four"}
-    assert _openkb(kb, "verify").returncode == 0
+    assert _openkb(kb, "verify").code == 0
 
 
 def test_a_full_disk_is_named_and_reads_still_work(
         full_kb: tuple[Path, Path, dict[str, str]]) -> None:
     kb, _, _ = full_kb
     removed = _openkb(kb, "remove", "one")
-    assert removed.returncode == 1
-    assert any(cause in removed.stderr for cause in DISK_FULL), removed.stderr
+    assert removed.code == 1
+    assert any(cause in removed.err for cause in DISK_FULL), removed.err
     assert _names(kb) == {"one", "two", "three"}
-    assert _openkb(kb, "search", "apples").returncode == 0
+    assert _openkb(kb, "search", "apples").code == 0

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, markdown_doc, run_openkb, write_tree
+from conftest import ROOT, markdown_doc, write_tree
 from rich.console import Console
 
 from openkb.cli.live import LiveView, PlainReporter, RunState
@@ -339,18 +339,18 @@ def test_quiet_on_a_terminal_draws_nothing(kb: Path, tmp_path: Path) -> None:
     assert (code, screen) == (0, "")
 
 
-def test_not_a_terminal_gets_plain_lines(kb: Path, tmp_path: Path) -> None:
-    result = run_openkb("--kb", str(kb), "add", str(_many(tmp_path, 5)))
-    assert result.returncode == 0
-    assert "\x1b[" not in result.stderr
-    phases = [line.split(": ")[1] for line in result.stderr.splitlines()
+def test_not_a_terminal_gets_plain_lines(cli, kb: Path, tmp_path: Path) -> None:
+    result = cli("--kb", str(kb), "add", str(_many(tmp_path, 5)))
+    assert result.code == 0
+    assert "\x1b[" not in result.err
+    phases = [line.split(": ")[1] for line in result.err.splitlines()
               if line.startswith("openkb [")]
     assert phases == ["prepare", "commit", "complete"]
 
 
 # -- openkb status ------------------------------------------------------------------
 
-def test_status_names_a_running_ingest(kb: Path, tmp_path: Path) -> None:
+def test_status_names_a_running_ingest(cli, kb: Path, tmp_path: Path) -> None:
     docs = write_tree(tmp_path / "d", {"a.md": markdown_doc("A", "apples"),
                                        "slow.md": "# Slow\n\n" + "- item\n" * 50_000})
     proc = subprocess.Popen([sys.executable, "-m", "openkb", "--kb", str(kb), "--quiet", "add",
@@ -359,14 +359,15 @@ def test_status_names_a_running_ingest(kb: Path, tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 30
         running: list = []
-        while not running and time.monotonic() < deadline:
-            time.sleep(0.2)
-            running = json.loads(run_openkb("--kb", str(kb), "status", "--json").stdout)[
-                "running"]
-        assert running and running[0]["pid"] == proc.pid
+        while not running:
+            assert proc.poll() is None, "the add ended before status saw it running"
+            assert time.monotonic() < deadline, "status did not see the add within 30 s"
+            running = json.loads(cli("--kb", str(kb), "status", "--json").out)["running"]
+            time.sleep(0.05)
+        assert running[0]["pid"] == proc.pid
         assert running[0]["command"] == "openkb add"
-        text = run_openkb("--kb", str(kb), "status").stdout
+        text = cli("--kb", str(kb), "status").out
         assert f"running: openkb add (pid {proc.pid})" in text
     finally:
         proc.wait(timeout=120)
-    assert json.loads(run_openkb("--kb", str(kb), "status", "--json").stdout)["running"] == []
+    assert json.loads(cli("--kb", str(kb), "status", "--json").out)["running"] == []

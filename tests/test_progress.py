@@ -4,6 +4,7 @@ went, during the run and after a crash."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import filelock
 import pytest
-from conftest import ROOT, markdown_doc, run_openkb, write_tree
+from conftest import ROOT, Run, markdown_doc, openkb_in_process, run_openkb, write_tree
 
 from openkb import api
+from openkb.errors import UsageError
 from openkb.layout import KBLayout
 from openkb.lock import KBLock
 from openkb.progress import SCHEMA, Progress
@@ -40,16 +43,21 @@ def _read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_bytes().splitlines()]
 
 
-def _add(kb: Path, jsonl: Path, *args: str, env: dict[str, str] | None = None,
-         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return run_openkb("--kb", str(kb), "--progress-jsonl", str(jsonl), "add", *args, env=env,
-                      cwd=cwd)
+def _real(*args: str, env: dict[str, str] | None = None) -> Run:
+    """openkb as a real process, for what an in-process run cannot show:
+    a crash point, a heartbeat interval, a lock held by this process."""
+    done = run_openkb(*args, env=env)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def _add(run, kb: Path, jsonl: Path, *args: str, **kwargs) -> Run:  # type: ignore[no-untyped-def]
+    return run("--kb", str(kb), "--progress-jsonl", str(jsonl), "add", *args, **kwargs)
 
 
 def _summary(jsonl: Path, *args: str) -> dict:
-    result = run_openkb("progress", "summarize", "--json", *args, str(jsonl))
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    result = openkb_in_process("progress", "summarize", "--json", *args, str(jsonl))
+    assert result.code == 0, result.err
+    return json.loads(result.out)
 
 
 def _assert_well_formed(events: list[dict]) -> None:
@@ -161,12 +169,12 @@ def test_a_closed_stderr_does_not_fail_the_add(kb: Path, tmp_path: Path) -> None
 
 # -- the JSONL file -----------------------------------------------------------
 
-def test_parallel_workers_write_whole_lines_through_one_writer(kb: Path,
+def test_parallel_workers_write_whole_lines_through_one_writer(cli, kb: Path,
                                                                tmp_path: Path) -> None:
     docs = _docs(tmp_path / "d", 40)
     jsonl = tmp_path / "p.jsonl"
-    result = _add(kb, jsonl, "--jobs", "2", str(docs))
-    assert result.returncode == 0, result.stderr
+    result = _add(cli, kb, jsonl, "--jobs", "2", str(docs))
+    assert result.code == 0, result.err
     raw = jsonl.read_bytes()
     assert raw.endswith(b"\n") and all(len(line) + 1 < MAX_LINE for line in raw.splitlines())
     events = _read(jsonl)
@@ -181,14 +189,19 @@ def test_parallel_workers_write_whole_lines_through_one_writer(kb: Path,
     files = {str(p) for p in docs.iterdir()}  # named as the user named them
     for kind in ("start", "done"):
         assert sorted(e["file"] for e in prepares if e["kind"] == kind) == sorted(files)
+    # Every span that started was closed; the terminal event closes the run.
+    starts = {(e["event"], e.get("txid"), e.get("file")) for e in events if e["kind"] == "start"}
+    dones = {(e["event"], e.get("txid"), e.get("file")) for e in events if e["kind"] == "done"}
+    assert starts - {("run", None, None)} == dones
     assert events[-1]["counts"]["committed"] == 40
 
 
-def test_a_crash_mid_run_leaves_a_file_summarize_reads(kb: Path, tmp_path: Path) -> None:
+def test_a_crash_mid_run_leaves_a_file_summarize_reads(cli, kb: Path, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "d", 5)
     jsonl = tmp_path / "p.jsonl"
-    crashed = _add(kb, jsonl, "--jobs", "1", str(docs), env={"OPENKB_CRASH_AT": "publish.after"})
-    assert crashed.returncode == -signal.SIGKILL
+    crashed = _add(_real, kb, jsonl, "--jobs", "1", str(docs),
+                   env={"OPENKB_CRASH_AT": "publish.after"})
+    assert crashed.code == -signal.SIGKILL
     events = _read(jsonl)
     assert not [e for e in events if e["kind"] == "terminal"]
     # Events queued in the last instant die with the process; these came
@@ -197,17 +210,18 @@ def test_a_crash_mid_run_leaves_a_file_summarize_reads(kb: Path, tmp_path: Path)
     data = _summary(jsonl)
     assert data["terminal"] is None and "no terminal event" in data["notes"][0]
     assert {"prefilter", "prepare", "lock_wait"} <= {p["phase"] for p in data["phases"]}
-    text = run_openkb("progress", "summarize", str(jsonl))
-    assert text.returncode == 0 and "unfinished" in text.stdout
-    assert "no terminal event" in text.stdout
+    text = cli("progress", "summarize", str(jsonl))
+    assert text.code == 0 and "unfinished" in text.out
+    assert "no terminal event" in text.out
 
 
-def test_a_torn_last_line_does_not_corrupt_the_next_record(kb: Path, tmp_path: Path) -> None:
+def test_a_torn_last_line_does_not_corrupt_the_next_record(cli, kb: Path,
+                                                           tmp_path: Path) -> None:
     docs = _docs(tmp_path / "d", 3)
     jsonl = tmp_path / "p.jsonl"
     torn = b'{"schema": "openkb.progress.v1", "run_id": "old", "seq": 7, "ev'
     jsonl.write_bytes(torn)  # what a SIGKILL in the middle of a write leaves
-    assert _add(kb, jsonl, str(docs)).returncode == 0
+    assert _add(cli, kb, jsonl, str(docs)).code == 0
     lines = jsonl.read_bytes().splitlines()
     assert lines[0] == torn
     events = [json.loads(line) for line in lines[1:]]  # the next record starts clean
@@ -231,32 +245,44 @@ def test_the_writer_appends_after_a_torn_line_and_keeps_lines_short(tmp_path: Pa
     assert len(encode_line({"schema": SCHEMA, "file": "é" * 5000})) < MAX_LINE
 
 
-@pytest.mark.parametrize("target", ["directory", "/proc/version", "/dev/full"])
-def test_an_unwritable_jsonl_path_warns_once_and_the_add_succeeds(kb: Path, tmp_path: Path,
-                                                                  target: str) -> None:
+def test_a_write_failure_mid_run_is_reported_once(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    writer = JsonlWriter("/dev/full", warnings.append)
+    for seq in range(50):
+        writer({"schema": SCHEMA, "seq": seq})
+    writer.close()
+    assert len(warnings) == 1
+
+
+@pytest.mark.parametrize(("target", "why"), [("directory", "Is a directory"),
+                                             ("/proc/version", "Input/output error"),
+                                             ("/dev/full", "No space left on device")])
+def test_an_unwritable_jsonl_path_warns_once_and_the_add_succeeds(cli, kb: Path, tmp_path: Path,
+                                                                  target: str, why: str) -> None:
     """A directory fails at open; /proc/version (EIO) and /dev/full (ENOSPC)
     open fine and fail at the first write, mid-run."""
     docs = _docs(tmp_path / "d", 4)
     path = str(tmp_path) if target == "directory" else target
-    result = run_openkb("--kb", str(kb), "--progress-jsonl", path, "add", str(docs))
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.count("cannot write progress events") == 1, result.stderr
-    assert "added 4" in result.stdout
+    result = cli("--kb", str(kb), "--progress-jsonl", path, "add", str(docs))
+    assert result.code == 0, result.err
+    assert result.err.count("cannot write progress events") == 1, result.err
+    assert why in result.err
+    assert "added 4" in result.out
     assert len(api.list_documents(str(kb), Progress())) == 4
 
 
-def test_the_environment_variable_names_the_file_too(kb: Path, tmp_path: Path) -> None:
+def test_the_environment_variable_names_the_file_too(cli, kb: Path, tmp_path: Path) -> None:
     jsonl = tmp_path / "env.jsonl"
-    result = run_openkb("--kb", str(kb), "--quiet", "add", str(_docs(tmp_path / "d", 2)),
-                        env={"OPENKB_PROGRESS_JSONL": str(jsonl)})
-    assert result.returncode == 0
+    result = cli("--kb", str(kb), "--quiet", "add", str(_docs(tmp_path / "d", 2)),
+                 env={"OPENKB_PROGRESS_JSONL": str(jsonl)})
+    assert result.code == 0
     assert _read(jsonl)[-1]["event"] == "complete"
 
 
-def test_telemetry_is_silent_when_unset(kb: Path, tmp_path: Path) -> None:
-    result = run_openkb("--kb", str(kb), "--quiet", "add", str(_docs(tmp_path / "d", 2)),
-                        cwd=tmp_path)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+def test_telemetry_is_silent_when_unset(cli, kb: Path, tmp_path: Path) -> None:
+    result = cli("--kb", str(kb), "--quiet", "add", str(_docs(tmp_path / "d", 2)),
+                 cwd=tmp_path)
+    assert (result.code, result.out, result.err) == (0, "", "")
     assert not list(tmp_path.rglob("*.jsonl"))
 
 
@@ -264,7 +290,7 @@ def test_telemetry_is_silent_when_unset(kb: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("setup", "event", "code"), [
     ("ok", "complete", 0), ("bad-file", "complete", 1), ("locked", "error", 3)])
-def test_every_run_ends_with_one_terminal_event(kb: Path, tmp_path: Path, setup: str,
+def test_every_run_ends_with_one_terminal_event(cli, kb: Path, tmp_path: Path, setup: str,
                                                 event: str, code: int) -> None:
     docs = _docs(tmp_path / "d", 3)
     if setup == "bad-file":
@@ -272,14 +298,15 @@ def test_every_run_ends_with_one_terminal_event(kb: Path, tmp_path: Path, setup:
     jsonl = tmp_path / "p.jsonl"
     lock = KBLock(KBLayout.at(kb), "openkb add")
     if setup == "locked":
-        lock.acquire()
+        lock.acquire()  # held by this process: the add must be another one
     try:
-        result = run_openkb("--kb", str(kb), "--progress-jsonl", str(jsonl),
-                            "--lock-timeout", "0.5", "add", str(docs))
+        result = (_real if setup == "locked" else cli)(
+            "--kb", str(kb), "--progress-jsonl", str(jsonl), "--lock-timeout", "0.5", "add",
+            str(docs))
     finally:
         if lock.held:
             lock.release()
-    assert result.returncode == code, result.stderr
+    assert result.code == code, result.err
     events = _read(jsonl)
     _assert_well_formed(events)
     terminal = events[-1]
@@ -290,10 +317,65 @@ def test_every_run_ends_with_one_terminal_event(kb: Path, tmp_path: Path, setup:
         assert any(e["event"] == "file_error" and e["file"].endswith("bad.pdf")
                    for e in events)
     if setup == "locked":
-        assert f"openkb add (pid {os.getpid()}" in result.stderr
+        assert f"openkb add (pid {os.getpid()}" in result.err
         assert "LockTimeout" in terminal["error"]
         wait = [e for e in events if e["event"] == "lock_wait" and e["kind"] == "done"]
         assert wait[-1]["outcome"] == "timeout" and wait[-1]["dur_ms"] >= 500
+
+
+@pytest.mark.parametrize(("argv", "event", "code"), [
+    (["remove", "note-000"], "complete", 0),
+    (["remove", "--dry-run", "note-000"], "complete", 0),
+    (["remove", "no-such-note"], "error", 2),
+    (["recompile"], "complete", 0),
+    (["recover"], "complete", 0),
+    (["verify"], "complete", 0),
+    (["verify", "--repair"], "complete", 0),
+    (["--lock-timeout", "0.3", "recompile"], "error", 3),
+])
+def test_every_command_that_takes_the_lock_is_one_run(cli, kb: Path, tmp_path: Path,
+                                                      argv: list[str], event: str,
+                                                      code: int) -> None:
+    assert not api.add(str(kb), [str(_docs(tmp_path / "d", 2))], Progress(), jobs=1).failed
+    jsonl = tmp_path / "p.jsonl"
+    locked = "--lock-timeout" in argv
+    lock = filelock.FileLock(kb / ".openkb" / "lock")
+    if locked:
+        lock.acquire()  # held by this process: the command must be another one
+    try:
+        result = (_real if locked else cli)("--kb", str(kb), "--progress-jsonl", str(jsonl),
+                                            *argv)
+    finally:
+        if lock.is_locked:
+            lock.release()
+    assert result.code == code, result.err
+    events = _read(jsonl)
+    _assert_well_formed(events)
+    command = next(a for a in argv if a[0].isalpha() and a != "0.3")
+    assert (events[0]["event"], events[0]["kind"], events[0]["command"]) == (
+        "run", "start", f"openkb {command}")
+    terminal = events[-1]
+    assert (terminal["event"], terminal["kind"], terminal["exit_code"]) == (
+        event, "terminal", code)
+    assert terminal["wall_ms"] >= 0 and (terminal["error"] is None) == (code == 0)
+    summary = _summary(jsonl)
+    assert summary["terminal"]["event"] == event and not summary["notes"]
+
+
+@pytest.mark.parametrize(("raised", "event", "code"), [
+    (None, "complete", 0), (KeyboardInterrupt(), "cancelled", 130),
+    (UsageError("bad"), "error", 2), (RuntimeError("bug"), "error", 1)])
+def test_a_run_ends_with_one_terminal_event_however_its_body_ends(
+        raised: BaseException | None, event: str, code: int) -> None:
+    progress = Progress()
+    events: list[dict] = []
+    progress.subscribe(events.append)
+    with contextlib.suppress(type(raised) if raised else ()), progress.run("openkb x") as run:
+        run.fields["done"] = 7
+        if raised is not None:
+            raise raised
+    assert [(e["event"], e["kind"]) for e in events] == [("run", "start"), (event, "terminal")]
+    assert (events[-1]["exit_code"], events[-1]["done"]) == (code, 7)
 
 
 def _wait_for_event(jsonl: Path, event: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -332,13 +414,12 @@ def test_ctrl_c_ends_the_run_with_a_cancelled_event(kb: Path, tmp_path: Path) ->
 
 # -- summarize ----------------------------------------------------------------
 
-def test_summarize_reports_where_the_time_went(kb: Path, tmp_path: Path) -> None:
+def test_summarize_reports_where_the_time_went(cli, kb: Path, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "d", 6)
     (docs / "bad.pdf").write_bytes(b"garbage, not a PDF")
     jsonl = tmp_path / "p.jsonl"
-    assert _add(kb, jsonl, "--jobs", "2", "d", cwd=tmp_path).returncode == 1
-    assert _add(kb, jsonl, "--jobs", "1", str(_docs(tmp_path / "e", 2, "extra"))
-                ).returncode == 0
+    assert _add(cli, kb, jsonl, "--jobs", "2", "d", cwd=tmp_path).code == 1
+    assert _add(cli, kb, jsonl, "--jobs", "1", str(_docs(tmp_path / "e", 2, "extra"))).code == 0
     with open(jsonl, "ab") as handle:  # something else appended to the file
         handle.write(b'{"hello": "world"}\nnot json at all\n')
 
@@ -363,23 +444,24 @@ def test_summarize_reports_where_the_time_went(kb: Path, tmp_path: Path) -> None
     assert first["terminal"]["counts"]["committed"] == 6
     assert first["terminal"]["exit_code"] == 1
 
-    text = run_openkb("progress", "summarize", "--run", first_run, str(jsonl))
-    assert text.returncode == 0, text.stderr
+    text = cli("progress", "summarize", "--run", first_run, str(jsonl))
+    assert text.code == 0, text.err
     for expected in ("time per phase", "registry_write", "mark_committed", "lock wait",
                      "slowest files", "d/bad.pdf", "committed 6", "exit code 1",
                      "2 runs in the file", "skipped 1 torn and 1 foreign"):
-        assert expected in text.stdout, expected
+        assert expected in text.out, expected
 
-    missing = run_openkb("progress", "summarize", "--run", "nope", str(jsonl))
-    assert missing.returncode == 2 and first_run in missing.stderr
+    missing = cli("progress", "summarize", "--run", "nope", str(jsonl))
+    assert missing.code == 2 and first_run in missing.err
 
 
-def test_summarize_writes_a_chrome_trace(kb: Path, tmp_path: Path) -> None:
+def test_summarize_writes_a_chrome_trace(cli, kb: Path, tmp_path: Path) -> None:
     jsonl = tmp_path / "p.jsonl"
-    assert _add(kb, jsonl, "--jobs", "2", str(_docs(tmp_path / "d", 8))).returncode == 0
+    assert _add(cli, kb, jsonl, "--jobs", "2", str(_docs(tmp_path / "d", 8))).code == 0
     out = tmp_path / "trace.json"
-    result = run_openkb("progress", "summarize", str(jsonl), "--chrome-trace", str(out))
-    assert result.returncode == 0, result.stderr
+    result = cli("progress", "summarize", str(jsonl), "--chrome-trace", str(out))
+    assert result.code == 0, result.err
+    assert f"chrome trace written to {out}" in result.out
     trace = json.loads(out.read_text())["traceEvents"]
     spans = [t for t in trace if t["ph"] == "X"]
     assert {t["name"] for t in spans} >= {"scan", "prepare", "commit", *COMMIT_STEPS}
@@ -389,25 +471,25 @@ def test_summarize_writes_a_chrome_trace(kb: Path, tmp_path: Path) -> None:
     assert any(t["ph"] == "i" and t["name"] == "complete" for t in trace)
 
 
-def test_summarize_of_a_file_with_no_events_is_a_usage_error(tmp_path: Path) -> None:
+def test_summarize_of_a_file_with_no_events_is_a_usage_error(cli, tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"foreign": 1}\n')
-    result = run_openkb("progress", "summarize", str(empty))
-    assert result.returncode == 2 and "holds no openkb.progress.v1 events" in result.stderr
-    assert run_openkb("progress", "summarize", str(tmp_path / "absent")).returncode == 2
+    result = cli("progress", "summarize", str(empty))
+    assert result.code == 2 and "holds no openkb.progress.v1 events" in result.err
+    assert cli("progress", "summarize", str(tmp_path / "absent")).code == 2
 
 
 # -- debug timing lines -------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_debug_prints_one_timing_line_per_committed_document(kb: Path, tmp_path: Path,
+def test_debug_prints_one_timing_line_per_committed_document(cli, kb: Path, tmp_path: Path,
                                                              how: str) -> None:
     docs = _docs(tmp_path / "d", 3)
     args = ["--debug"] if how == "flag" else []
     env = {"OPENKB_LOG": "debug"} if how == "env" else {}
-    result = run_openkb("--kb", str(kb), *args, "add", "--jobs", "1", str(docs), env=env)
-    assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stderr.splitlines() if "openkb.timing" in line]
+    result = cli("--kb", str(kb), *args, "add", "--jobs", "1", str(docs), env=env)
+    assert result.code == 0, result.err
+    lines = [line for line in result.err.splitlines() if "openkb.timing" in line]
     assert sorted(line.split("openkb.timing: ")[1].split(":")[0] for line in lines) == [
         "note-000", "note-001", "note-002"]
     for line in lines:
@@ -415,8 +497,8 @@ def test_debug_prints_one_timing_line_per_committed_document(kb: Path, tmp_path:
             assert key in line, (key, line)
             value = line.split(key)[1].split()[0]
             assert value.endswith("ms") and float(value[:-2]) >= 0, line
-    plain = run_openkb("--kb", str(kb), "add", str(_docs(tmp_path / "e", 2, "other")))
-    assert "openkb.timing" not in plain.stderr
+    plain = cli("--kb", str(kb), "add", str(_docs(tmp_path / "e", 2, "other")))
+    assert plain.code == 0 and "openkb.timing" not in plain.err
 
 
 # -- heartbeats ---------------------------------------------------------------
@@ -425,8 +507,8 @@ def test_heartbeats_say_what_each_worker_is_doing(kb: Path, tmp_path: Path) -> N
     docs = _docs(tmp_path / "d", 3)
     (docs / "slow.md").write_text("# Slow\n\n" + "- item\n" * 30_000)  # a second or two
     jsonl = tmp_path / "p.jsonl"
-    result = _add(kb, jsonl, "--jobs", "2", str(docs), env={"OPENKB_HEARTBEAT_S": "0.2"})
-    assert result.returncode == 0, result.stderr
+    result = _add(_real, kb, jsonl, "--jobs", "2", str(docs), env={"OPENKB_HEARTBEAT_S": "0.2"})
+    assert result.code == 0, result.err
     beats = [e for e in _read(jsonl) if e["event"] == "heartbeat"]
     assert beats, "no heartbeat in a run of several seconds"
     assert any(w["file"].endswith("slow.md") and w["busy_s"] > 0
@@ -437,24 +519,42 @@ def test_heartbeats_say_what_each_worker_is_doing(kb: Path, tmp_path: Path) -> N
 
 # -- regressions: empty files, timeouts, lock waits, runs of other commands --
 
-def test_empty_files_in_a_parallel_add_fail_alone(kb: Path, tmp_path: Path) -> None:
+def test_empty_files_in_a_parallel_add_fail_alone(cli, kb: Path, tmp_path: Path) -> None:
     docs = write_tree(tmp_path / "d", {"a-empty.md": "", "b.md": markdown_doc("B", "bees")})
     jsonl = tmp_path / "p.jsonl"
-    result = _add(kb, jsonl, "--jobs", "2", str(docs))
-    assert "Traceback" not in result.stderr
-    assert result.returncode == 1
+    result = _add(cli, kb, jsonl, "--jobs", "2", str(docs))  # an exception here fails the test
+    assert result.code == 1
     assert (_read(jsonl)[-1]["event"], _read(jsonl)[-1]["exit_code"]) == ("complete", 1)
 
 
-def test_a_timed_out_conversion_closes_its_span(kb: Path, tmp_path: Path) -> None:
+def test_a_timed_out_conversion_closes_its_span(cli, kb: Path, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "d", 2)
     (docs / "slow.md").write_text("# Slow\n\n" + "- item\n" * 600_000)
     (kb / ".openkb" / "config.yaml").write_text("convert_timeout_s: 0.5\n")
     jsonl = tmp_path / "p.jsonl"
-    assert _add(kb, jsonl, "--jobs", "2", str(docs)).returncode == 1
+    assert _add(cli, kb, jsonl, "--jobs", "2", str(docs)).code == 1
     prepares = [e for e in _read(jsonl) if e["event"] == "prepare"]
     slow = [e["kind"] for e in prepares if e["file"].endswith("slow.md")]
     assert slow == ["start", "done"]
+
+
+def _wait_for_idle_heartbeats(jsonl: Path, proc: subprocess.Popen, timeout: float) -> None:
+    """Hold on until the lock wait has 3 heartbeats, the last of them 1 s
+    after the last conversion finished: a heartbeat that still named a
+    finished file would then be caught by the 500 ms allowance below."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        complete = jsonl.read_bytes().rpartition(b"\n")[0]  # a line may be half-written
+        events = [json.loads(line) for line in complete.splitlines()]
+        wait_start = next((i for i, e in enumerate(events) if e["event"] == "lock_wait"),
+                          len(events))
+        beats = [e["t_ms"] for e in events[wait_start:] if e["event"] == "heartbeat"]
+        finished = [e["t_ms"] for e in events if e["event"] == "prepare" and e["kind"] == "done"]
+        if len(beats) >= 3 and finished and beats[-1] - max(finished) >= 1000:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"no 3 heartbeats in the lock wait, 1 s after the last conversion, within "
+                f"{timeout}s (exit code {proc.poll()})")
 
 
 def test_heartbeats_during_a_lock_wait_name_only_files_in_conversion(kb: Path,
@@ -470,7 +570,7 @@ def test_heartbeats_during_a_lock_wait_name_only_files_in_conversion(kb: Path,
             env={**os.environ, "PYTHONPATH": str(ROOT), "OPENKB_HEARTBEAT_S": "0.3"})
         try:
             _wait_for_event(jsonl, "lock_wait", proc, timeout=60)
-            time.sleep(3)
+            _wait_for_idle_heartbeats(jsonl, proc, timeout=60)
         finally:
             lock.release()
         assert proc.wait(timeout=120) == 0
@@ -480,17 +580,7 @@ def test_heartbeats_during_a_lock_wait_name_only_files_in_conversion(kb: Path,
     waited = next(e for e in events if e["event"] == "lock_wait" and e["kind"] == "done")
     beats = [e for e in events if e["event"] == "heartbeat"
              and waited["t_ms"] - waited["dur_ms"] < e["t_ms"] < waited["t_ms"]]
-    assert len(beats) >= 3, "too few heartbeats in a lock wait of 3 s"
+    assert len(beats) >= 3, "too few heartbeats in the lock wait"
     for beat in beats:  # allow for a result in a pipe the parent has not read yet
         for worker in beat["workers"]:
             assert finished_at[worker["file"]] > beat["t_ms"] - 500, (beat["t_ms"], worker)
-
-
-def test_a_remove_run_ends_with_a_terminal_event(kb: Path, tmp_path: Path) -> None:
-    assert run_openkb("--kb", str(kb), "add", str(_docs(tmp_path / "d", 2))).returncode == 0
-    jsonl = tmp_path / "p.jsonl"
-    result = run_openkb("--kb", str(kb), "--progress-jsonl", str(jsonl), "remove", "note-000")
-    assert result.returncode == 0, result.stderr
-    events = _read(jsonl)
-    assert events and events[-1]["kind"] == "terminal"
-    assert (events[-1]["event"], events[-1]["exit_code"]) == ("complete", 0)

@@ -5,7 +5,7 @@ Each iteration starts four real processes together on a copy of a template
 KB: three `openkb add` of overlapping folders (the same files reached through
 two arguments, the same content under other names, the same stem with other
 content) and one `openkb remove`. A seeded RNG kills some of them after a
-random short delay. Then `openkb list` recovers, and the KB must:
+random short delay. Then a reader (in this process) recovers, and the KB must:
 
 - pass `verify`, hold no content twice and no name twice, and hold in raw/
   only bytes that are one of the inputs;
@@ -123,12 +123,9 @@ def inconsistencies(kb: Path, template: Path, input_hashes: set[str],
                     where: Path) -> list[str]:
     """Everything that is not as some serial order of the commits would leave it."""
     problems = []
-    listed = run_openkb("--kb", str(kb), "list")  # a real process finishes what was killed
-    if listed.returncode != 0:
-        return [f"list failed: {listed.stderr}"]
+    docs = api.list_documents(str(kb), Progress())  # as `openkb list`: finishes what was killed
     report = api.verify(str(kb), Progress())
     problems += [f"verify: {p.code} {p.path}: {p.message}" for p in report.problems]
-    docs = api.list_documents(str(kb), Progress())
     shas = [d.sha256 for d in docs]
     names = [d.name for d in docs]
     if len(set(shas)) != len(shas):
@@ -242,11 +239,11 @@ def race_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"inputs": inputs, "template": template, "hashes": hashes}
 
 
-def _iterations(race_world: dict, tmp_path: Path, count: int, seed: int) -> None:
-    rng = random.Random(seed)
+def _iterations(race_world: dict, tmp_path: Path, iterations: range, seed: int) -> None:
     inputs, template = race_world["inputs"], race_world["template"]
     kills, recoveries, problems = 0, 0, []
-    for iteration in range(count):
+    for iteration in iterations:
+        rng = random.Random(f"{seed}:{iteration}")  # each iteration replays on its own
         kb = tmp_path / f"kb{iteration}"
         shutil.copytree(template, kb)
         killed, found = _race(kb, inputs, rng, kill=iteration % 4 != 3)
@@ -255,27 +252,37 @@ def _iterations(race_world: dict, tmp_path: Path, count: int, seed: int) -> None
         found += inconsistencies(kb, template, race_world["hashes"], tmp_path)
         # The survivors' work can always be completed: every content once.
         for folder in ("A", "B", "C"):
-            added = run_openkb("--kb", str(kb), "add", str(inputs[folder]))
-            if added.returncode != 0:
-                found.append(f"completing {folder}: {added.stderr}")
+            added = api.add(str(kb), [str(inputs[folder])], Progress())
+            if added.exit_code != 0:
+                found.append(f"completing {folder}: {added.failed}")
         found += inconsistencies(kb, template, race_world["hashes"], tmp_path)
         wanted = race_world["hashes"] - {_sha(p) for p in inputs["base"].iterdir()}
         if not wanted <= {d.sha256 for d in api.list_documents(str(kb), Progress())}:
             found.append("an input is missing after completing every folder")
         problems += [f"iteration {iteration}: {p}" for p in found]
         shutil.rmtree(kb)
-    print(f"\nRACES {count} iterations, {kills} processes killed, {recoveries} left a "
-          f"journal to recover, {len(problems)} inconsistencies")
+    print(f"\nRACES iterations {iterations.start}-{iterations.stop - 1}, {kills} processes "
+          f"killed, {recoveries} left a journal to recover, {len(problems)} inconsistencies")
     assert not problems, "\n".join(problems)
 
 
 def test_concurrent_adds_and_removes_with_a_kill(race_world: dict, tmp_path: Path) -> None:
-    _iterations(race_world, tmp_path, count=1, seed=7)
+    _iterations(race_world, tmp_path, range(1), seed=7)
+
+
+# 20 iterations in 4 groups of 5, each group an xdist group of its own, so
+# that `pytest -n 2 --dist loadgroup` runs two groups at a time.
+RANDOM_KILL_GROUPS = [range(start, start + 5) for start in range(0, 20, 5)]
 
 
 @pytest.mark.heavy
-def test_concurrent_adds_and_removes_with_random_kills(race_world: dict, tmp_path: Path) -> None:
-    _iterations(race_world, tmp_path, count=20, seed=20261122)
+@pytest.mark.parametrize("iterations", [
+    pytest.param(group, id=f"iterations-{group.start}-{group.stop - 1}",
+                 marks=pytest.mark.xdist_group(f"races-{group.start}"))
+    for group in RANDOM_KILL_GROUPS])
+def test_concurrent_adds_and_removes_with_random_kills(race_world: dict, tmp_path: Path,
+                                                       iterations: range) -> None:
+    _iterations(race_world, tmp_path, iterations, seed=20261122)
 
 
 def test_the_consistency_check_catches_a_kb_that_is_no_serial_order(
@@ -298,7 +305,7 @@ def test_a_name_held_only_by_a_crashed_commit_is_free(kb: Path, tmp_path: Path) 
     crashed = run_openkb("--kb", str(kb), "add", str(first),
                          env={"OPENKB_CRASH_AT": "compile.after"})
     assert crashed.returncode == -signal.SIGKILL
-    assert run_openkb("--kb", str(kb), "add", str(second)).returncode == 0
+    assert api.add(str(kb), [str(second)], Progress()).exit_code == 0
     assert [d.name for d in api.list_documents(str(kb), Progress())] == ["notes"]
 
 
@@ -306,13 +313,13 @@ def test_a_name_held_only_by_a_crashed_commit_is_free(kb: Path, tmp_path: Path) 
 
 
 HOLD_LOCK = """
-import sys, time
+import signal, sys
 from openkb.layout import KBLayout
 from openkb.lock import KBLock
 lock = KBLock(KBLayout.at(sys.argv[1]), "openkb add")  # kept: collecting it would unlock
 lock.acquire()
 print("locked", flush=True)
-time.sleep(120)
+signal.pause()  # until the test kills us
 """
 
 
@@ -335,16 +342,16 @@ def held_by_another_process(kb: Path, tmp_path: Path):
 
 
 def test_lock_timeout_exits_3_names_the_holder_and_changes_nothing(
-        kb: Path, tmp_path: Path, held_by_another_process: subprocess.Popen) -> None:
+        cli, kb: Path, tmp_path: Path, held_by_another_process: subprocess.Popen) -> None:
     before = tree_hash(kb)
     more = write_tree(tmp_path / "e", {"three.md": markdown_doc("Three", "pears")})
     pid = held_by_another_process.pid
     for args in (["remove", "one"], ["add", str(more)], ["recompile"], ["verify", "--repair"]):
         started = time.monotonic()
-        result = run_openkb("--kb", str(kb), "--lock-timeout", "0.5", *args)
-        assert result.returncode == 3, (args, result.stdout, result.stderr)
-        assert f"locked by openkb add (pid {pid}, " in result.stderr, result.stderr
-        assert "gave up after 0.5s" in result.stderr and "Traceback" not in result.stderr
+        result = cli("--kb", str(kb), "--lock-timeout", "0.5", *args)
+        assert result.code == 3, (args, result.out, result.err)
+        assert f"locked by openkb add (pid {pid}, " in result.err, result.err
+        assert "gave up after 0.5s" in result.err
         assert time.monotonic() - started < 30
     assert tree_hash(kb) == before
     assert not os.listdir(kb / ".openkb" / "journal")
@@ -352,11 +359,11 @@ def test_lock_timeout_exits_3_names_the_holder_and_changes_nothing(
 
 
 def test_the_lock_is_released_when_its_holder_is_killed(
-        kb: Path, held_by_another_process: subprocess.Popen) -> None:
+        cli, kb: Path, held_by_another_process: subprocess.Popen) -> None:
     held_by_another_process.kill()
     held_by_another_process.wait()
-    result = run_openkb("--kb", str(kb), "--lock-timeout", "5", "remove", "one")
-    assert result.returncode == 0, result.stderr
+    result = cli("--kb", str(kb), "--lock-timeout", "5", "remove", "one")
+    assert result.code == 0, result.err
     assert [d.name for d in api.list_documents(str(kb), Progress())] == ["two"]
 
 
@@ -373,20 +380,30 @@ def test_a_stale_holder_record_is_not_named(kb: Path) -> None:
 
 
 def test_a_waiting_command_says_who_holds_the_lock(
-        kb: Path, held_by_another_process: subprocess.Popen) -> None:
-    waiting = _start(kb, "recompile")
-    time.sleep(1.5)
-    held_by_another_process.kill()
-    held_by_another_process.wait()
-    _, err = waiting.communicate(timeout=60)
-    assert waiting.returncode == 0, err
-    assert f"waiting for lock held by openkb add (pid {held_by_another_process.pid}, " in err
+        kb: Path, tmp_path: Path, held_by_another_process: subprocess.Popen) -> None:
+    err_path = tmp_path / "err"
+    with open(err_path, "w") as err:
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "openkb", "--kb", str(kb), "recompile"], stderr=err,
+            stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        while "waiting for lock held by" not in err_path.read_text():
+            assert waiting.poll() is None, f"exited {waiting.returncode} without waiting"
+            assert time.monotonic() < deadline, "said nothing of the lock within 60 s"
+            time.sleep(0.05)
+    finally:
+        held_by_another_process.kill()
+        held_by_another_process.wait()
+    assert waiting.wait(timeout=60) == 0, err_path.read_text()
+    said = err_path.read_text()
+    assert f"waiting for lock held by openkb add (pid {held_by_another_process.pid}, " in said
 
 
 def test_readers_are_not_blocked_by_a_writer(
-        kb: Path, held_by_another_process: subprocess.Popen) -> None:
+        cli, kb: Path, held_by_another_process: subprocess.Popen) -> None:
     for args in (["list"], ["search", "apples"], ["status"], ["show", "one"]):
-        result = run_openkb("--kb", str(kb), "--lock-timeout", "0.2", *args, timeout=20)
-        assert result.returncode == 0, (args, result.stderr)
-    status = json.loads(run_openkb("--kb", str(kb), "status", "--json").stdout)
+        result = cli("--kb", str(kb), "--lock-timeout", "0.2", *args)
+        assert result.code == 0, (args, result.err)
+    status = json.loads(cli("--kb", str(kb), "status", "--json").out)
     assert status["lock_holder"]["pid"] == held_by_another_process.pid

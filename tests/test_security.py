@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, markdown_doc, run_openkb, write_tree
+from conftest import ROOT, markdown_doc, openkb_in_process, write_tree
 
 from openkb import api
 from openkb.errors import JournalRefused
@@ -121,11 +121,11 @@ def test_the_cli_says_why_it_refuses_and_exits_1(filled: Path, victim: Path) -> 
     journal = _journal(filled, actions=[{"kind": "rewrite", "target": "../outside/precious.txt",
                                          "backup": None}])
     for args in (["add", str(victim)], ["recover"], ["remove", "one"]):
-        result = run_openkb("--kb", str(filled), *args)
-        assert result.returncode == 1, (args, result.stderr)
-        assert "refusing journal" in result.stderr and "outside the KB" in result.stderr
-        assert "hint:" in result.stderr and "Traceback" not in result.stderr
-    assert run_openkb("--kb", str(filled), "list").returncode == 0
+        result = openkb_in_process("--kb", str(filled), *args)
+        assert result.code == 1, (args, result.err)
+        assert "refusing journal" in result.err and "outside the KB" in result.err
+        assert "hint:" in result.err and "Traceback" not in result.err
+    assert openkb_in_process("--kb", str(filled), "list").code == 0
     assert journal.exists() and (victim / "precious.txt").read_text() == "precious"
 
 
@@ -201,10 +201,10 @@ def test_a_symlinked_backup_dir_is_not_restored_from(filled: Path, victim: Path)
     (filled / ".openkb" / "journal" / TXID).symlink_to(victim)
     _journal(filled, actions=[{"kind": "stash", "target": "raw/stolen.md", "backup": "b1"}])
     before = _snapshot(victim)
-    result = run_openkb("--kb", str(filled), "recover")
+    result = openkb_in_process("--kb", str(filled), "recover")
     assert _snapshot(victim) == before
     assert not (filled / "raw" / "stolen.md").exists()
-    assert result.returncode != 0 and "refusing journal" in result.stderr
+    assert result.code != 0 and "refusing journal" in result.err
 
 
 # -- symlinks in the KB's own tree --------------------------------------------------
@@ -256,15 +256,15 @@ def test_a_symlinked_part_of_the_kb_is_not_written_through(
         _link_out(filled, area, victim)
     args = command(filled, tmp_path)
     before = _snapshot(victim)
-    result = run_openkb("--kb", str(filled), *args)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert _snapshot(victim) == before, (result.returncode, result.stdout + result.stderr)
-    assert result.returncode == 1 and f"{area} in the KB" in result.stderr, result.stderr
-    assert "is a symlink" in result.stderr
-    assert run_openkb("--kb", str(filled), "list").returncode == 0
-    verified = run_openkb("--kb", str(filled), "verify", "--json")
-    assert verified.returncode == 1
-    problems = json.loads(verified.stdout)["problems"]
+    result = openkb_in_process("--kb", str(filled), *args)
+    assert "Traceback" not in result.err, result.err
+    assert _snapshot(victim) == before, (result.code, result.out + result.err)
+    assert result.code == 1 and f"{area} in the KB" in result.err, result.err
+    assert "is a symlink" in result.err
+    assert openkb_in_process("--kb", str(filled), "list").code == 0
+    verified = openkb_in_process("--kb", str(filled), "verify", "--json")
+    assert verified.code == 1
+    problems = json.loads(verified.out)["problems"]
     assert any(p["code"] == "symlink" and p["path"] == area for p in problems), problems
 
 
@@ -273,9 +273,9 @@ def test_symlinks_inside_an_area_are_not_followed_by_repair(filled: Path, victim
     nor reads through it, and says so."""
     (filled / "raw" / "link.md").symlink_to(victim / "precious.txt")
     before = _snapshot(victim)
-    result = run_openkb("--kb", str(filled), "verify", "--repair")
-    assert result.returncode == 1
-    assert "raw/link.md" in result.stdout + result.stderr and "Traceback" not in result.stderr
+    result = openkb_in_process("--kb", str(filled), "verify", "--repair")
+    assert result.code == 1
+    assert "raw/link.md" in result.out + result.err and "Traceback" not in result.err
     assert _snapshot(victim) == before
 
 
@@ -331,9 +331,9 @@ def test_files_are_created_with_the_users_umask(tmp_path: Path, umask: int) -> N
 ])
 def test_hostile_file_names_stay_inside(kb: Path, tmp_path: Path, name: str) -> None:
     docs = write_tree(tmp_path / "docs", {name: markdown_doc("Hostile", "apples")})
-    result = run_openkb("--kb", str(kb), "add", str(docs))
-    assert result.returncode == 0, result.stdout + result.stderr
-    listing = json.loads(run_openkb("--kb", str(kb), "list", "--json").stdout)
+    result = openkb_in_process("--kb", str(kb), "add", str(docs))
+    assert result.code == 0, result.out + result.err
+    listing = json.loads(openkb_in_process("--kb", str(kb), "list", "--json").out)
     assert len(listing) == 1
     doc = listing[0]["name"]
     assert doc.isprintable() and not {"/", "\\", "\u2215", "\u2044", "\uff0f"} & set(doc)
@@ -347,12 +347,12 @@ def test_hostile_file_names_stay_inside(kb: Path, tmp_path: Path, name: str) -> 
 def test_dot_names_are_hidden_files_and_skipped(kb: Path, tmp_path: Path) -> None:
     docs = write_tree(tmp_path / "docs", {"..md": "x", "...md": "y", ".secret.md": "z",
                                           "ok.md": markdown_doc("Ok", "apples")})
-    report = json.loads(run_openkb("--kb", str(kb), "add", "--json", str(docs)).stdout)
+    report = json.loads(openkb_in_process("--kb", str(kb), "add", "--json", str(docs)).out)
     assert [a["name"] for a in report["added"]] == ["ok"]
     assert {s["reason"] for s in report["skipped"]} == {"hidden"}
     # Named one by one they are still not added, and nothing escapes.
-    named = json.loads(run_openkb("--kb", str(kb), "add", "--json", str(docs / "..md"),
-                                  str(docs / "...md")).stdout)
+    named = json.loads(openkb_in_process("--kb", str(kb), "add", "--json", str(docs / "..md"),
+                                         str(docs / "...md")).out)
     assert not named["added"] and len(named["skipped"]) == 2
     assert sorted(p.name for p in (kb / "raw").iterdir()) == ["ok.md"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "kb"]

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import markdown_doc, run_openkb, tree_hash, verify_ok, write_tree
+from conftest import markdown_doc, openkb_in_process, run_openkb, tree_hash, verify_ok, write_tree
 
 from openkb import api
 from openkb.progress import Progress
@@ -84,9 +84,9 @@ def test_every_command_finishes_an_empty_journal_of_a_committed_transaction(
     journal.write_bytes(b"")  # what the power cut left of it
     (message,) = _verify_messages(filled)
     assert "committed transaction" in message and "finishes its cleanup" in message
-    done = run_openkb("--kb", str(filled), *command)
-    assert done.returncode == 0, done.stderr
-    assert "refusing" not in done.stderr
+    done = openkb_in_process("--kb", str(filled), *command)
+    assert done.code == 0, done.err
+    assert "refusing" not in done.err
     assert not journal.exists() and not backups.exists()
     verify_ok(filled)
     names = {row.name for row in api.list_documents(str(filled), Progress())}
@@ -95,9 +95,9 @@ def test_every_command_finishes_an_empty_journal_of_a_committed_transaction(
 
 def test_recover_says_what_it_did_with_an_unreadable_journal(filled: Path) -> None:
     (_journal_dir(filled) / f"{TXID}.json").write_bytes(b"")
-    result = run_openkb("--kb", str(filled), "recover", "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["discarded"] == [TXID]
+    result = openkb_in_process("--kb", str(filled), "recover", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["discarded"] == [TXID]
 
 
 def test_a_journal_in_the_previous_releases_committed_format_rolls_forward(
