@@ -53,9 +53,23 @@ def configure_logging(debug: bool) -> None:
     logger = logging.getLogger("openkb")
     logger.setLevel(level)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("openkb %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not when
+    logging was set up (a second command run in the same process, as tests
+    do, must not write to the first one's closed stream)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 @contextmanager

@@ -33,8 +33,7 @@ from openkb.progress import Progress
 from openkb.runs import RunRecord
 from openkb.scan import scan_inputs
 
-# Tests shorten the heartbeat through the environment.
-HEARTBEAT_S = float(os.environ.get("OPENKB_HEARTBEAT_S", "10"))
+HEARTBEAT_S = 10.0  # OPENKB_HEARTBEAT_S, read when a run starts, overrides it (tests)
 # Hashing ahead (to find the costliest files) pauses after this long when a
 # worker is idle and there is something to give it.
 LOOKAHEAD_SLICE_S = 0.05
@@ -229,7 +228,8 @@ class AddRun:
         return max(last, self.started)
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_S):
+        every = float(os.environ.get("OPENKB_HEARTBEAT_S", HEARTBEAT_S))
+        while not stop.wait(every):
             busy = self.dispatcher.preparer.busy() if self.dispatcher is not None else []
             since = time.monotonic() - self._last_progress()
             self.record.last_progress = time.time() - since

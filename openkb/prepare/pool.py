@@ -279,8 +279,10 @@ def _rss_of(process: multiprocessing.Process) -> float:
         return 0.0
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """Raised by SIGALRM inside a converter. Not an Exception: the PDF
+    converter catches Exception around pypdf calls, which would turn a
+    timeout into "malformed" and let the conversion go on."""
 
 
 @contextlib.contextmanager
