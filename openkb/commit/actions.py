@@ -42,8 +42,14 @@ class Where:
     backup_dir: Path
 
     def live(self, rel: str, areas: tuple[str, ...] = JOURNAL_WRITABLE_AREAS) -> Path:
-        """A journaled path, resolved and confined (never outside ``areas``)."""
+        """A journaled path, resolved and confined (never outside ``areas``):
+        for undo, which may read a journal a crash left (or someone edited)."""
         return self.layout.resolve(rel, areas=areas)
+
+    def planned(self, rel: str) -> Path:
+        """A path this process planned itself, for apply: the plan built it
+        from the layout, so it needs no resolving (a realpath per file)."""
+        return self.layout.root / rel
 
     def backup(self, name: str) -> Path:
         return self.backup_dir / name
@@ -94,7 +100,7 @@ class Stash(Action):
     def apply(self, where: Where) -> tuple[Path, Path]:
         """Returns (the dir it went aside to, the target's dir): the step
         fsyncs every dir of the first kind before any of the second."""
-        target, backup = where.live(self.target), where.backup(self.backup)
+        target, backup = where.planned(self.target), where.backup(self.backup)
         fsio.replace(target, backup, sync=False)
         return backup.parent, target.parent
 
@@ -123,7 +129,7 @@ class Attic(Action):
         return (self.target, self.attic)
 
     def apply(self, where: Where) -> tuple[Path, Path]:
-        target, attic = where.live(self.target), where.live(self.attic, _ATTIC_AREA)
+        target, attic = where.planned(self.target), where.planned(self.attic)
         fsio.makedirs(attic.parent)
         fsio.replace(target, attic, sync=False)
         return attic.parent, target.parent
@@ -168,8 +174,8 @@ class Publish(Action):
 
     def apply(self, where: Where) -> tuple[None, Path]:
         """Returns (nothing went aside, the target's dir), as :meth:`Stash.apply`."""
-        target = where.live(self.target)
-        fsio.replace(where.live(self.staged, _STAGING_AREA), target, sync=False)
+        target = where.planned(self.target)
+        fsio.replace(where.planned(self.staged), target, sync=False)
         return None, target.parent
 
     def undo(self, where: Where, *, keep_staged: bool) -> Path:
@@ -205,7 +211,7 @@ class Rewrite(Action):
         """Link the before-image; True if there was one to take."""
         if self.backup is None:
             return False
-        fsio.snapshot_file(where.live(self.target), where.backup(self.backup), sync=False)
+        fsio.snapshot_file(where.planned(self.target), where.backup(self.backup), sync=False)
         return True
 
     def undo(self, where: Where, *, keep_staged: bool) -> Path:
@@ -233,7 +239,7 @@ class Append(Action):
             raise BadAction(f"bad size in {self.to_json()!r}")
 
     def apply(self, where: Where, data: bytes) -> None:
-        fsio.append(where.live(self.target), data)
+        fsio.append(where.planned(self.target), data)
 
     def undo(self, where: Where, *, keep_staged: bool) -> Path:
         target = where.live(self.target)

@@ -150,7 +150,7 @@ def _publish(layout: KBLayout, plan: Plan) -> None:
 def _compile(layout: KBLayout, plan: Plan) -> None:
     where = plan.journal.where(layout)
     crashpoint("compile.before")
-    writes = [(where.live(action.target), content) for action, content in plan.rewrites]
+    writes = [(where.planned(action.target), content) for action, content in plan.rewrites]
     fsio.write_many_atomic(writes, before_each_replace=lambda: crashpoint("compile.file"))
     if plan.compile_stashes:
         moved = [action.apply(where) for action in plan.compile_stashes]
