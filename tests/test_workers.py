@@ -299,3 +299,22 @@ def test_parts_of_a_pdf_assemble_into_the_whole_conversion() -> None:
         assembly.add(extract_pages(data, task.seq, *part.part), 1.0)
     assert assembly.complete and assembly.failure is None
     assert convert_pdf(data, assembly.whole().pages) == convert_pdf(data)
+
+
+def test_a_timeout_swallowed_once_still_ends_the_conversion() -> None:
+    """--jobs 1 times conversions out with SIGALRM; if the garbage collector
+    happens to be running a weakref callback when it fires, Python prints
+    and drops the exception. The alarm must fire again."""
+    from openkb.prepare import pool
+
+    swallowed = 0
+    start = time.monotonic()
+    with pytest.raises(pool._Timeout), pool._alarm(0.2):
+        while time.monotonic() - start < 10:
+            try:
+                time.sleep(0.01)
+            except pool._Timeout:
+                if swallowed:
+                    raise
+                swallowed += 1  # as an unraisable-exception hook would
+    assert swallowed == 1 and time.monotonic() - start < 5

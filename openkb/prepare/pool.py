@@ -291,7 +291,11 @@ def _alarm(seconds: float):
         raise _Timeout()
 
     previous = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Fires again every 0.1 s after the deadline: a signal handler's
+    # exception raised inside a __del__ or a weakref callback (the garbage
+    # collector runs them at any point) is printed and dropped, and a
+    # one-shot alarm would then never end the conversion.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)
     try:
         yield
     finally:
