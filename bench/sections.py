@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -156,5 +157,36 @@ def commit_steps(out: Path, runs: int, quick: bool) -> list[Row]:
             for step, durations in per_step.items()]
 
 
+def pdf_engines(out: Path, runs: int, quick: bool) -> list[Row]:
+    """PDFium and pypdf on the shared PDF samples: CPU time, and where their
+    text differs (word overlap per file; the lowest are listed)."""
+    pdfs = SHARED / "pdf-sample-files"
+    if not pdfs.is_dir():
+        return [("shared PDF samples", f"absent at {pdfs}: skipped", "")]
+    result = subprocess.run([sys.executable, "-m", "bench.pdf_engines", str(pdfs)],
+                            capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(run.SOURCE)}, cwd=run.SOURCE)
+    if result.returncode:
+        return [("PDF engines", "not in this source tree", "")]
+    files = json.loads(result.stdout)
+    total = {engine: sum(r[f"{engine}_s"] for r in files.values()) for engine in ("pdfium",
+                                                                                   "pypdf")}
+    overlaps = sorted((r["overlap"], name) for name, r in files.items() if "overlap" in r)
+    rows: list[Row] = [
+        ("PDF samples: text extraction CPU, pdfium / pypdf",
+         f"{total['pdfium']:.2f} s / {total['pypdf']:.2f} s "
+         f"({total['pypdf'] / max(total['pdfium'], 1e-9):.1f}x)", ""),
+        ("PDF samples: median word overlap pdfium vs pypdf",
+         f"{median([o for o, _ in overlaps]):.3f} over {len(overlaps)} files", ""),
+    ]
+    rows += [(f"  lowest overlap: {name}", f"{overlap:.3f} ({files[name]['pdfium']} vs "
+              f"{files[name]['pypdf']} words)", "") for overlap, name in overlaps[:5]]
+    only = {name: (r["pdfium"], r["pypdf"]) for name, r in files.items()
+            if isinstance(r["pdfium"], str) != isinstance(r["pypdf"], str)}
+    rows += [(f"  read by one engine only: {name}", f"pdfium: {a}; pypdf: {b}", "")
+             for name, (a, b) in sorted(only.items())]
+    return rows
+
+
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
-            "commit_steps": commit_steps}
+            "commit_steps": commit_steps, "pdf_engines": pdf_engines}

@@ -10,6 +10,8 @@ import yaml
 
 from openkb.errors import ConfigError
 
+PDF_ENGINES = ("pdfium", "pypdf")  # openkb.prepare.pdf_text.ENGINES, without importing it
+
 
 @dataclass(frozen=True)
 class Config:
@@ -24,6 +26,7 @@ class Config:
     lock_timeout_s: float | None = None  # None: wait as long as it takes
     key_terms_per_doc: int = 10
     chunk_chars: int = 1500
+    pdf_engine: str = "pdfium"  # or "pypdf": see openkb.prepare.pdf_text
 
     @property
     def jobs(self) -> int:
@@ -64,6 +67,8 @@ def _validated(values: dict[str, object], source: str) -> Config:
                                    and not isinstance(value, bool) and value >= 0)
         elif key == "follow_symlinks":
             ok = isinstance(value, bool)
+        elif key == "pdf_engine":
+            ok = value in PDF_ENGINES
         if not ok:
             raise ConfigError(f"{source}: invalid value {value!r} for {key}")
     return Config(**values)  # type: ignore[arg-type]

@@ -73,6 +73,7 @@ class PageTexts:
     count: int  # pages in the whole PDF
     texts: dict[int, str]
     unreadable: int = 0
+    image_pages: int = 0  # pages with images but no text (scanned?)
 
 
 @dataclass(frozen=True, slots=True)

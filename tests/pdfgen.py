@@ -103,3 +103,59 @@ def make_encrypted_pdf(text: str, password: str) -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def _one_page_pdf(content: bytes, resources: str, page_extra: str = "",
+                  more: list[bytes] | None = None) -> bytes:
+    """Catalog, pages, a page with ``content``; ``more`` are objects 5, 6...
+    for the page to refer to."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources {resources} "
+         f"/Contents 4 0 R{page_extra} >>").encode(),
+        f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream",
+        *(more or []),
+    ]
+    return _serialise(objects, 1, None)
+
+
+def make_scanned_pdf() -> bytes:
+    """One page that draws an image (a 2x2 grey bitmap) and holds no text:
+    what a scanner without OCR produces."""
+    pixels = bytes([0, 128, 128, 255])
+    image = (f"<< /Type /XObject /Subtype /Image /Width 2 /Height 2 /ColorSpace /DeviceGray "
+             f"/BitsPerComponent 8 /Length {len(pixels)} >>\nstream\n").encode() \
+        + pixels + b"\nendstream"
+    return _one_page_pdf(b"q 200 0 0 200 72 72 cm /Im0 Do Q",
+                         "<< /XObject << /Im0 5 0 R >> >>", more=[image])
+
+
+def make_form_pdf(values: dict[str, str], note: str = "") -> bytes:
+    """One page with no text of its own: filled-in text fields (``values``,
+    name -> value) and, if ``note``, a free-text annotation."""
+    more: list[bytes] = []
+    refs = []
+    for i, (name, value) in enumerate(values.items()):
+        more.append(
+            f"<< /Type /Annot /Subtype /Widget /FT /Tx /T ({_escape(name)}) "
+            f"/V ({_escape(value)}) /Rect [72 {700 - 30 * i} 300 {720 - 30 * i}] "
+            f"/P 3 0 R >>".encode("latin-1"))
+        refs.append(f"{4 + len(more)} 0 R")
+    if note:
+        more.append(f"<< /Type /Annot /Subtype /FreeText /Contents ({_escape(note)}) "
+                    "/Rect [72 100 300 140] /DA (/Helv 10 Tf 0 g) >>".encode("latin-1"))
+        refs.append(f"{4 + len(more)} 0 R")
+    return _one_page_pdf(b"", "<< >>", f" /Annots [{' '.join(refs)}]", more)
+
+
+def make_aes_pdf(text: str) -> bytes:
+    """AES-256 encrypted with an empty user password: anyone may open it
+    (the owner password only guards editing)."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf([text], title="Locked"))))
+    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-256")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, corpus_dir
 from markdown_it import MarkdownIt
-from pdfgen import make_encrypted_pdf, make_image_only_pdf, make_pdf
+from pdfgen import (
+    make_aes_pdf,
+    make_encrypted_pdf,
+    make_form_pdf,
+    make_image_only_pdf,
+    make_pdf,
+    make_scanned_pdf,
+)
 from pypdf import PdfReader
 
 from openkb.errors import FileRejected
@@ -24,6 +31,7 @@ from openkb.prepare.convert_markdown import convert_markdown, heading_lines
 from openkb.prepare.convert_pdf import convert_pdf
 from openkb.prepare.convert_text import convert_text, escape_text
 from openkb.prepare.decode import decode_text
+from openkb.prepare.pdf_text import ENGINES
 from openkb.prepare.sniff import detect_kind
 
 COMMONMARK = MarkdownIt("commonmark")
@@ -187,53 +195,71 @@ class TestHtml:
         assert "cell" in converted.markdown and "item" in converted.markdown
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 class TestPdf:
-    def test_text_title_and_bookmarks(self) -> None:
+    """Both text engines give the same conversion of these small PDFs."""
+
+    def test_text_title_and_bookmarks(self, engine: str) -> None:
         data = make_pdf(["First page words", "Second page words"], title="A title",
                         outline=[("Start", 0), ("Later", 1)])
-        converted = convert_pdf(data)
+        converted = convert_pdf(data, engine=engine)
         assert converted.title == "A title" and converted.pages == 2
         assert [(e.title, e.page) for e in converted.outline] == [("Start", 1), ("Later", 2)]
         assert converted.markdown.startswith("# A title\n\n## Page 1\n\nFirst page words")
         assert "## Page 2\n\nSecond page words" in converted.markdown
 
-    def test_page_text_that_looks_like_markdown_stays_text(self) -> None:
+    def test_page_text_that_looks_like_markdown_stays_text(self, engine: str) -> None:
         converted = convert_pdf(make_pdf(["# 1. Intro\n- (a) item\n> quoted"],
-                                         title="Untitled"))
+                                         title="Untitled"), engine=engine)
         assert converted.title is None  # placeholder titles are not titles
         assert [c.heading for c in chunk_markdown(converted.markdown, 1000)] == ["Page 1"]
         assert "\\# 1. Intro" in converted.markdown and "(a) item" in converted.markdown
 
-    def test_compressed_pages_and_empty_pages_between(self) -> None:
-        converted = convert_pdf(make_pdf(["one", "", "three"], compress=True))
+    def test_compressed_pages_and_empty_pages_between(self, engine: str) -> None:
+        converted = convert_pdf(make_pdf(["one", "", "three"], compress=True), engine=engine)
         assert converted.pages == 3
         assert converted.markdown == "## Page 1\n\none\n\n## Page 3\n\nthree\n"
 
     @pytest.mark.parametrize(("data", "reason"), [
         (make_encrypted_pdf("secret", "pw"), "encrypted PDF: a password is required"),
-        (make_image_only_pdf(), "no extractable text"),
+        (make_image_only_pdf(), "no extractable text: its pages are empty"),
+        (make_scanned_pdf(), r"no extractable text: the PDF holds only images \(scanned\?\)"),
         (make_pdf(["x"])[:200], "malformed PDF"),
         (b"%PDF-1.4\n" + b"\x00garbage" * 100, "malformed PDF"),
         (make_pdf([]), "PDF has no pages"),
-    ], ids=["encrypted", "image-only", "truncated", "garbage", "no-pages"])
-    def test_unusable_pdfs_are_rejected_with_a_reason(self, data: bytes, reason: str) -> None:
+    ], ids=["encrypted", "drawing-only", "scanned", "truncated", "garbage", "no-pages"])
+    def test_unusable_pdfs_are_rejected_with_a_reason(self, data: bytes, reason: str,
+                                                      engine: str) -> None:
         with pytest.raises(FileRejected, match=reason):
-            convert_pdf(data)
+            convert_pdf(data, engine=engine)
 
     @pytest.mark.parametrize("damage", [
         lambda d: d.replace(b"0000000009 00000 n", b"0000000001 00000 n"),
         lambda d: d[:d.rindex(b"startxref")] + b"startxref\n12\n%%EOF\n",
         lambda d: d.replace(b"\n", b"\r\n"),
     ], ids=["wrong-xref-offset", "wrong-startxref", "crlf-rewritten"])
-    def test_damaged_cross_references_are_rebuilt(self, damage) -> None:
-        converted = convert_pdf(damage(make_pdf(["words that survive"])))
+    def test_damaged_cross_references_are_rebuilt(self, damage, engine: str) -> None:
+        converted = convert_pdf(damage(make_pdf(["words that survive"])), engine=engine)
         assert "words that survive" in converted.markdown
 
     @pytest.mark.parametrize("tenths", range(1, 10))
-    def test_a_truncated_pdf_is_named_as_such(self, tenths: int) -> None:
+    def test_a_truncated_pdf_is_named_as_such(self, tenths: int, engine: str) -> None:
         data = make_pdf(["some words", "more words"], title="t", outline=[("x", 1)])
         with pytest.raises(FileRejected, match=r"malformed PDF: truncated"):
-            convert_pdf(data[:len(data) * tenths // 10])
+            convert_pdf(data[:len(data) * tenths // 10], engine=engine)
+
+
+    def test_form_fields_and_notes_are_the_text_of_a_page_without_any(self,
+                                                                       engine: str) -> None:
+        data = make_form_pdf({"name": "Ada Lovelace", "topic": "analytical engine"},
+                             note="reviewed in March")
+        converted = convert_pdf(data, engine=engine)
+        assert converted.markdown == ("## Page 1\n\nAda Lovelace\nanalytical engine\n"
+                                      "reviewed in March\n")
+
+    def test_aes_encryption_with_an_empty_user_password_opens(self, engine: str) -> None:
+        converted = convert_pdf(make_aes_pdf("words behind AES"), engine=engine)
+        assert converted.title == "Locked" and "words behind AES" in converted.markdown
 
 
 # Samples of ../shared/corpus/pdf-sample-files that openkb cannot ingest, and

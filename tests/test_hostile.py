@@ -234,7 +234,7 @@ def test_a_decompression_bomb_is_bounded(kb: Path, tmp_path: Path, bomb_pdf: byt
     assert [a["name"] for a in report["added"]] == ["good"]
     [failure] = report["failed"]
     assert failure["file"].endswith("bomb.pdf")
-    assert ("decompresses past pypdf's safety limit" in failure["reason"]
+    assert (("decompresses past" in failure["reason"] and "safety limit" in failure["reason"])
             or "ran out of memory" in failure["reason"]), failure
     # Measured: ~165 MiB for the largest process, ~280 MiB for all of them.
     assert rss.peak_one_mib < 512, rss.peak_one_mib

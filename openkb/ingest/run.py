@@ -121,9 +121,7 @@ class AddRun:
             _despite_interrupts(lambda: discard_staging(self.staging_root))
 
     def _preparer(self, workers: int) -> Preparer:
-        limits = PrepareLimits(max_file_bytes=self.config.max_file_mb * 1048576,
-                               chunk_chars=self.config.chunk_chars,
-                               key_terms=self.config.key_terms_per_doc)
+        limits = PrepareLimits.from_config(self.config)
         on_event = self.progress.forward if self.progress.active else None
         if workers > 1:
             return WorkerPool(workers, limits, timeout_s=self.config.convert_timeout_s,

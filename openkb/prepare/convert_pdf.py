@@ -1,64 +1,33 @@
-"""PDF to Markdown with pypdf: a ``## Page N`` section per page, the outline
-from bookmarks, the title from metadata.
+"""PDF to Markdown: a ``## Page N`` section per page, the outline from
+bookmarks, the title from metadata.
+
+Page text comes from the configured engine (:mod:`openkb.prepare.pdf_text`:
+PDFium by default, pypdf as the fallback); the outline, the title and form
+field values come from pypdf, which reads the document's structure cheaply
+(it parses no content stream for them). A page with no text of its own
+gets the text of its filled-in form fields and free-text annotations.
 
 Every way a PDF can be unusable becomes a FileRejected with a reason a user
-can act on: encrypted (a password is needed), malformed, or image-only (no
-text to index without OCR). pypdf's own limits bound decompression bombs;
-the worker's memory limit is the backstop.
+can act on: encrypted (a password is needed), malformed, or without text
+(images only: scanned, run OCR; or empty pages). pypdf's own limits bound
+decompression bombs; the worker's memory limit is the backstop.
 """
 
 from __future__ import annotations
 
-import io
-import logging
-import re
-
-from pypdf import PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
+from typing import TYPE_CHECKING
 
 from openkb.errors import FileRejected
 from openkb.model import OutlineEntry, PageTexts
 from openkb.prepare.convert_text import escape_text
 from openkb.prepare.converted import Converted
+from openkb.prepare.pdf_text import clean, open_pypdf, page_texts, pypdf_pages
 
-# pypdf warns (via logging) about every oddity of every malformed file.
-logging.getLogger("pypdf").setLevel(logging.ERROR)
+if TYPE_CHECKING:  # pypdf is imported when a PDF is read, not at start-up
+    from pypdf import PageObject, PdfReader
 
 MAX_OUTLINE = 10_000
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+")
 _JUNK_TITLES = frozenset({"untitled", "title", "document", "unknown"})
-
-
-def _clean(text: str) -> str:
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-def _short(exc: BaseException) -> str:
-    message = " ".join(str(exc).split())[:200]
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def _open(data: bytes) -> PdfReader:
-    try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-    except (DependencyError, NotImplementedError) as exc:
-        raise FileRejected(f"PDF uses a feature openkb cannot read ({_short(exc)})") from None
-    except Exception as exc:  # pypdf raises many types on malformed input
-        if b"%%EOF" not in data[-2048:]:
-            raise FileRejected("malformed PDF: truncated (no end-of-file marker; was the copy "
-                               f"or download cut short?) ({_short(exc)})") from None
-        raise FileRejected(f"malformed PDF ({_short(exc)})") from None
-    if reader.is_encrypted:
-        try:
-            ok = reader.decrypt("")
-        except (DependencyError, NotImplementedError) as exc:
-            raise FileRejected(f"encrypted PDF with an unsupported cipher ({_short(exc)})") \
-                from None
-        except Exception:
-            ok = 0
-        if not ok:
-            raise FileRejected("encrypted PDF: a password is required to read it")
-    return reader
 
 
 def _title(reader: PdfReader) -> str | None:
@@ -69,7 +38,7 @@ def _title(reader: PdfReader) -> str | None:
         return None
     if not isinstance(raw, str):
         return None
-    title = " ".join(_clean(raw).split())
+    title = " ".join(clean(raw).split())
     return None if not title or title.lower() in _JUNK_TITLES else title
 
 
@@ -94,7 +63,7 @@ def _outline(reader: PdfReader) -> list[OutlineEntry]:
                 stack.append((item, 0, level + 1))
             continue
         try:
-            title = " ".join(_clean(str(item.title)).split())
+            title = " ".join(clean(str(item.title)).split())
         except Exception:
             continue
         try:
@@ -107,60 +76,90 @@ def _outline(reader: PdfReader) -> list[OutlineEntry]:
     return entries
 
 
-def _pages(reader: PdfReader) -> list:
-    try:
-        pages = list(reader.pages)
-    except FileNotDecryptedError:
-        raise FileRejected("encrypted PDF: a password is required to read it") from None
-    except Exception as exc:
-        raise FileRejected(f"malformed PDF: cannot read its pages ({_short(exc)})") from None
-    if not pages:
-        raise FileRejected("PDF has no pages")
-    return pages
-
-
-def extract_pages(data: bytes, seq: int, part: int = 0, parts: int = 1) -> PageTexts:
+def extract_pages(data: bytes, seq: int, part: int = 0, parts: int = 1, *,
+                  engine: str = "pdfium") -> PageTexts:
     """The text of pages ``part``, ``part + parts``, ...: the costly half of
-    a conversion (pypdf parses every content stream), which workers can
-    share out page by page for a long PDF."""
-    return _extract(_open(data), seq, part, parts)
+    a conversion, which workers can share out page by page for a long PDF."""
+    return page_texts(data, seq, part, parts, engine=engine)
 
 
-def _extract(reader: PdfReader, seq: int, part: int, parts: int) -> PageTexts:
-    pages = _pages(reader)
-    texts: dict[int, str] = {}
-    unreadable = 0
-    for index in range(part, len(pages), parts):
+def _form_text(page: PageObject) -> str:
+    """Filled-in form field values and free-text annotations of a page."""
+    try:
+        annotations = page.get("/Annots")
+        annotations = annotations.get_object() if annotations is not None else []
+    except Exception:
+        return ""
+    lines = []
+    for ref in list(annotations)[:1000]:
         try:
-            texts[index] = _clean(pages[index].extract_text() or "").strip()
-        except FileNotDecryptedError:
-            raise FileRejected("encrypted PDF: a password is required to read it") from None
-        except LimitReachedError as exc:
-            raise FileRejected(f"page {index + 1} decompresses past pypdf's safety limit "
-                               f"(a decompression bomb?): {_short(exc)}") from None
+            annotation = ref.get_object()
+            subtype = annotation.get("/Subtype")
+            if subtype == "/FreeText":
+                value = annotation.get("/Contents")
+            elif subtype == "/Widget":
+                value = annotation.get("/V")
+                if value is None and "/Parent" in annotation:
+                    value = annotation["/Parent"].get_object().get("/V")
+            else:
+                continue
         except Exception:
-            unreadable += 1
-    return PageTexts(seq, len(pages), texts, unreadable)
+            continue
+        if isinstance(value, str):
+            text = " ".join(clean(value).split())
+            if text and not text.startswith("/"):
+                lines.append(text)
+    return "\n".join(lines)
 
 
-def convert_pdf(data: bytes, extracted: PageTexts | None = None) -> Converted:
+def _no_text_reason(extracted: PageTexts) -> str:
+    if extracted.unreadable == extracted.count:
+        return "malformed PDF: no page could be read"
+    empty = extracted.count - extracted.unreadable
+    if extracted.image_pages >= empty:
+        return "no extractable text: the PDF holds only images (scanned?); run OCR on it first"
+    if not extracted.image_pages:
+        return "no extractable text: its pages are empty (no text, no images)"
+    return (f"no extractable text: {extracted.image_pages} of {empty} pages are images "
+            "(scanned?) and the rest are empty; run OCR on it first")
+
+
+def convert_pdf(data: bytes, extracted: PageTexts | None = None, *,
+                engine: str = "pdfium") -> Converted:
     """The whole document; ``extracted`` is every page's text when workers
     have already read it in parts."""
-    reader = _open(data)
     if extracted is None:
-        extracted = _extract(reader, -1, 0, 1)
-    title = _title(reader)
+        extracted = page_texts(data, -1, engine=engine)
+    try:
+        reader = open_pypdf(data)
+    except FileRejected:
+        if engine == "pypdf":
+            raise
+        reader = None  # PDFium read what pypdf cannot: text without title or outline
+    page_objects = _structure_pages(reader, extracted.count)
+    title = _title(reader) if reader is not None else None
     sections = [f"# {escape_text(title)}"] if title else []
     texts = 0
     for index in range(extracted.count):
         text = extracted.texts.get(index, "")
+        if not text and index < len(page_objects):
+            text = _form_text(page_objects[index])
         if text:
             texts += 1
             sections.append(f"## Page {index + 1}\n\n{escape_text(text)}")
     if not texts:
-        if extracted.unreadable == extracted.count:
-            raise FileRejected("malformed PDF: no page could be read")
-        raise FileRejected("no extractable text: the PDF holds only images (scanned?); "
-                           "run OCR on it first")
-    return Converted(markdown="\n\n".join(sections) + "\n", title=title,
-                     outline=_outline(reader), pages=extracted.count)
+        raise FileRejected(_no_text_reason(extracted))
+    outline = _outline(reader) if reader is not None else []
+    return Converted(markdown="\n\n".join(sections) + "\n", title=title, outline=outline,
+                     pages=extracted.count)
+
+
+def _structure_pages(reader: PdfReader | None, count: int) -> list[PageObject]:
+    """pypdf's page objects, for form text; none if it cannot list them
+    (the text engine already read what there is)."""
+    if reader is None:
+        return []
+    try:
+        return pypdf_pages(reader)[:count]
+    except FileRejected:
+        return []

@@ -45,6 +45,7 @@ class Assembly:
     texts: dict[int, str] = field(default_factory=dict)
     count: int = 0
     unreadable: int = 0
+    image_pages: int = 0
 
     def add(self, result: PageTexts | FileFailure, dur_ms: float) -> None:
         self.received += 1
@@ -56,6 +57,7 @@ class Assembly:
             return
         self.count = result.count
         self.unreadable += result.unreadable
+        self.image_pages += result.image_pages
         self.texts.update(result.texts)
 
     @property
@@ -64,5 +66,6 @@ class Assembly:
 
     def whole(self) -> PrepareTask:
         """The task that prepares the document from every page's text."""
-        pages = PageTexts(self.task.seq, self.count, self.texts, self.unreadable)
+        pages = PageTexts(self.task.seq, self.count, self.texts, self.unreadable,
+                          self.image_pages)
         return dataclasses.replace(self.task, pages=pages)

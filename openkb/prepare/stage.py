@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openkb import fsio, pages
+from openkb.config import Config
 from openkb.errors import FileRejected
 from openkb.model import DocumentInfo, PageTexts, PreparedDocument, PrepareTask
 from openkb.prepare.analyze import count_words, lead_paragraph
@@ -39,6 +40,12 @@ class PrepareLimits:
     max_file_bytes: int
     chunk_chars: int
     key_terms: int
+    pdf_engine: str = "pdfium"  # see openkb.prepare.pdf_text
+
+    @classmethod
+    def from_config(cls, config: Config) -> PrepareLimits:
+        return cls(max_file_bytes=config.max_file_mb * 1048576, chunk_chars=config.chunk_chars,
+                   key_terms=config.key_terms_per_doc, pdf_engine=config.pdf_engine)
 
 
 def read_input(task: PrepareTask, limits: PrepareLimits) -> bytes:
@@ -74,9 +81,10 @@ def read_input(task: PrepareTask, limits: PrepareLimits) -> bytes:
     return data
 
 
-def convert(kind: str, data: bytes, pages: PageTexts | None = None) -> Converted:
+def convert(kind: str, data: bytes, pages: PageTexts | None = None, *,
+            pdf_engine: str = "pdfium") -> Converted:
     if kind == "pdf":
-        return convert_pdf(data, pages)
+        return convert_pdf(data, pages, engine=pdf_engine)
     text = decode_text(data)
     if not text.strip():
         raise FileRejected("no text (only whitespace)")
@@ -138,7 +146,7 @@ def run_task(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument | Pag
         return prepare_file(task, limits)
     data = read_input(task, limits)
     detect_kind(task.path, data[:4096])  # a .pdf that is not one is rejected as usual
-    return extract_pages(data, task.seq, *task.part)
+    return extract_pages(data, task.seq, *task.part, engine=limits.pdf_engine)
 
 
 def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
@@ -155,7 +163,7 @@ def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
     data = read_input(task, limits)
     lap("read")
     kind, _ = detect_kind(task.path, data[:4096])
-    converted = convert(kind, data, task.pages)
+    converted = convert(kind, data, task.pages, pdf_engine=limits.pdf_engine)
     lap("convert")
     info = analyze(converted, task.display, kind, limits)
     chunks = chunk_markdown(converted.markdown, limits.chunk_chars, converted.heading_lines)

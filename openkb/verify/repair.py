@@ -139,8 +139,7 @@ def _reconvert(layout: KBLayout, registry: Registry, progress: Progress, name: s
     task = PrepareTask(seq=0, path=str(raw), display=layout.rel(raw), sha256=row.sha256,
                        size=row.bytes, name=row.name, kind=row.kind, ext=row.ext,
                        staging_dir=str(staging), replaces=row.name)
-    doc = prepare_file(task, PrepareLimits(config.max_file_mb * 1048576, config.chunk_chars,
-                                           config.key_terms_per_doc))
+    doc = prepare_file(task, PrepareLimits.from_config(config))
     doc.origin = row.origin
     commit_changes(layout, registry, ChangeSet(op="repair", added=[doc],
                                                removed=[Removal(row.name)]),
