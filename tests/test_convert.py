@@ -31,7 +31,7 @@ from openkb.prepare.convert_markdown import convert_markdown, heading_lines
 from openkb.prepare.convert_pdf import convert_pdf
 from openkb.prepare.convert_text import convert_text, escape_text
 from openkb.prepare.decode import decode_text
-from openkb.prepare.pdf_text import ENGINES
+from openkb.prepare.pdf_text import ENGINES, read_structure
 from openkb.prepare.sniff import detect_kind
 
 COMMONMARK = MarkdownIt("commonmark")
@@ -301,6 +301,21 @@ def test_sample_pdf_converts_or_is_rejected_with_its_reason(sample: str | None) 
     else:
         with pytest.raises(FileRejected, match=re.escape(expected)):
             convert_pdf(path.read_bytes())
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("sample", _sample_pdfs())
+def test_both_engines_read_the_same_title_and_outline(sample: str | None) -> None:
+    """PDFium reads the structure in the default path; pypdf did in 0.1 and
+    still does as the fallback: a KB must not change shape with the engine."""
+    root = corpus_dir("pdf-sample-files")
+    if sample is None:
+        pytest.skip(f"{root} holds no PDFs")
+    data = (root / sample).read_bytes()
+    pdfium, pypdf = (read_structure(data, engine=e) for e in ("pdfium", "pypdf"))
+    assert pdfium.outline == pypdf.outline
+    if pypdf.title is not None:
+        assert pdfium.title == pypdf.title
 
 
 @pytest.mark.corpus

@@ -18,62 +18,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from openkb.errors import FileRejected
-from openkb.model import OutlineEntry, PageTexts
+from openkb.model import PageTexts
 from openkb.prepare.convert_text import escape_text
 from openkb.prepare.converted import Converted
-from openkb.prepare.pdf_text import clean, open_pypdf, page_texts, pypdf_pages
+from openkb.prepare.pdf_text import (
+    clean,
+    open_pypdf,
+    page_texts,
+    pypdf_pages,
+    read_structure,
+)
 
-if TYPE_CHECKING:  # pypdf is imported when a PDF is read, not at start-up
-    from pypdf import PageObject, PdfReader
+if TYPE_CHECKING:
+    from pypdf import PageObject
 
-MAX_OUTLINE = 10_000
 _JUNK_TITLES = frozenset({"untitled", "title", "document", "unknown"})
 
 
-def _title(reader: PdfReader) -> str | None:
-    try:
-        metadata = reader.metadata
-        raw = metadata.title if metadata else None
-    except Exception:  # unreadable metadata must not fail the file
-        return None
+def _title(raw: str | None) -> str | None:
+    """The metadata title, if it is one (tools write placeholders)."""
     if not isinstance(raw, str):
         return None
     title = " ".join(clean(raw).split())
     return None if not title or title.lower() in _JUNK_TITLES else title
-
-
-def _outline(reader: PdfReader) -> list[OutlineEntry]:
-    """Bookmarks in order, depth-first, iteratively; cycles and junk ignored."""
-    try:
-        roots = reader.outline
-    except Exception:
-        return []
-    entries: list[OutlineEntry] = []
-    seen: set[int] = set()
-    stack: list[tuple[list, int, int]] = [(roots, 0, 1)]  # (items, next index, level)
-    while stack and len(entries) < MAX_OUTLINE:
-        items, index, level = stack.pop()
-        if index >= len(items):
-            continue
-        stack.append((items, index + 1, level))
-        item = items[index]
-        if isinstance(item, list):
-            if id(item) not in seen:
-                seen.add(id(item))
-                stack.append((item, 0, level + 1))
-            continue
-        try:
-            title = " ".join(clean(str(item.title)).split())
-        except Exception:
-            continue
-        try:
-            page = reader.get_destination_page_number(item)
-            page = page + 1 if isinstance(page, int) and page >= 0 else None
-        except Exception:
-            page = None
-        if title:
-            entries.append(OutlineEntry(level=level, title=title, page=page))
-    return entries
 
 
 def extract_pages(data: bytes, seq: int, part: int = 0, parts: int = 1, *,
@@ -130,36 +97,37 @@ def convert_pdf(data: bytes, extracted: PageTexts | None = None, *,
     have already read it in parts."""
     if extracted is None:
         extracted = page_texts(data, -1, engine=engine)
-    try:
-        reader = open_pypdf(data)
-    except FileRejected:
-        if engine == "pypdf":
-            raise
-        reader = None  # PDFium read what pypdf cannot: text without title or outline
-    page_objects = _structure_pages(reader, extracted.count)
-    title = _title(reader) if reader is not None else None
+    structure = read_structure(data, engine=engine)
+    title = _title(structure.title)
     sections = [f"# {escape_text(title)}"] if title else []
+    forms = _FormText(data, extracted)
     texts = 0
     for index in range(extracted.count):
-        text = extracted.texts.get(index, "")
-        if not text and index < len(page_objects):
-            text = _form_text(page_objects[index])
+        text = extracted.texts.get(index, "") or forms.of_page(index)
         if text:
             texts += 1
             sections.append(f"## Page {index + 1}\n\n{escape_text(text)}")
     if not texts:
         raise FileRejected(_no_text_reason(extracted))
-    outline = _outline(reader) if reader is not None else []
-    return Converted(markdown="\n\n".join(sections) + "\n", title=title, outline=outline,
-                     pages=extracted.count)
+    return Converted(markdown="\n\n".join(sections) + "\n", title=title,
+                     outline=structure.outline, pages=extracted.count)
 
 
-def _structure_pages(reader: PdfReader | None, count: int) -> list[PageObject]:
-    """pypdf's page objects, for form text; none if it cannot list them
-    (the text engine already read what there is)."""
-    if reader is None:
-        return []
-    try:
-        return pypdf_pages(reader)[:count]
-    except FileRejected:
-        return []
+class _FormText:
+    """Form field values and notes, read with pypdf (opened only if some
+    page has no text of its own)."""
+
+    def __init__(self, data: bytes, extracted: PageTexts) -> None:
+        self._data = data
+        self._wanted = any(not extracted.texts.get(i) for i in range(extracted.count))
+        self._pages: list[PageObject] | None = None
+
+    def of_page(self, index: int) -> str:
+        if not self._wanted:
+            return ""
+        if self._pages is None:
+            try:
+                self._pages = pypdf_pages(open_pypdf(self._data))
+            except FileRejected:
+                self._pages = []  # the text engine already read what there is
+        return _form_text(self._pages[index]) if index < len(self._pages) else ""

@@ -20,6 +20,7 @@ import io
 import logging
 import re
 import threading
+from dataclasses import dataclass, field
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -31,7 +32,7 @@ from pypdf.errors import (
 )
 
 from openkb.errors import FileRejected
-from openkb.model import PageTexts
+from openkb.model import OutlineEntry, PageTexts
 from openkb.prepare.pdf_guard import check_inflation
 
 ENGINES = ("pdfium", "pypdf")
@@ -185,3 +186,99 @@ def _has_images(page: PageObject) -> bool:
                    for name in xobjects.get_object())
     except Exception:
         return False
+
+
+# -- title and outline ------------------------------------------------------
+
+MAX_OUTLINE = 10_000
+
+
+@dataclass(frozen=True)
+class Structure:
+    title: str | None = None  # the metadata title, as written
+    outline: list[OutlineEntry] = field(default_factory=list)  # 1-based levels and pages
+
+
+def read_structure(data: bytes, *, engine: str = "pdfium") -> Structure:
+    """Metadata title and bookmarks. Never fails a file: a PDF whose text
+    was read but whose structure cannot be is a PDF without an outline."""
+    if engine == "pdfium":
+        check_inflation(data)
+        with _PDFIUM:
+            try:
+                document = pdfium.PdfDocument(data)
+            except pdfium.PdfiumError:
+                document = None
+            if document is not None:
+                try:
+                    return _pdfium_structure(document)
+                finally:
+                    document.close()
+    try:
+        return _pypdf_structure(open_pypdf(data))
+    except FileRejected:
+        return Structure()
+
+
+def _pdfium_structure(document: pdfium.PdfDocument) -> Structure:
+    try:
+        title = document.get_metadata_dict().get("Title") or None
+    except pdfium.PdfiumError:
+        title = None
+    entries: list[OutlineEntry] = []
+    try:
+        for bookmark in document.get_toc(max_depth=64):
+            if len(entries) >= MAX_OUTLINE:
+                break
+            text = " ".join(clean(bookmark.get_title() or "").split())
+            dest = bookmark.get_dest()
+            index = dest.get_index() if dest is not None else None
+            page = index + 1 if isinstance(index, int) and index >= 0 else None
+            if text:
+                entries.append(OutlineEntry(level=bookmark.level + 1, title=text, page=page))
+    except pdfium.PdfiumError:
+        pass
+    return Structure(title, entries)
+
+
+def _pypdf_structure(reader: PdfReader) -> Structure:
+    try:
+        metadata = reader.metadata
+        title = metadata.title if metadata else None
+    except Exception:  # unreadable metadata must not fail the file
+        title = None
+    return Structure(title if isinstance(title, str) else None, _pypdf_outline(reader))
+
+
+def _pypdf_outline(reader: PdfReader) -> list[OutlineEntry]:
+    """Bookmarks in order, depth-first, iteratively; cycles and junk ignored."""
+    try:
+        roots = reader.outline
+    except Exception:
+        return []
+    entries: list[OutlineEntry] = []
+    seen: set[int] = set()
+    stack: list[tuple[list, int, int]] = [(roots, 0, 1)]  # (items, next index, level)
+    while stack and len(entries) < MAX_OUTLINE:
+        items, index, level = stack.pop()
+        if index >= len(items):
+            continue
+        stack.append((items, index + 1, level))
+        item = items[index]
+        if isinstance(item, list):
+            if id(item) not in seen:
+                seen.add(id(item))
+                stack.append((item, 0, level + 1))
+            continue
+        try:
+            title = " ".join(clean(str(item.title)).split())
+        except Exception:
+            continue
+        try:
+            page = reader.get_destination_page_number(item)
+            page = page + 1 if isinstance(page, int) and page >= 0 else None
+        except Exception:
+            page = None
+        if title:
+            entries.append(OutlineEntry(level=level, title=title, page=page))
+    return entries
