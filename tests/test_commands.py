@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,10 @@ import typer.main
 import yaml
 from conftest import ROOT, markdown_doc, write_tree
 
+from openkb import api
 from openkb.cli.app import app
 from openkb.config import Config
+from openkb.progress import Progress
 
 
 def _commands() -> dict[str, typer.core.TyperCommand | typer.core.TyperGroup]:
@@ -198,3 +203,21 @@ def test_in_process_runs_do_not_share_log_handlers(cli, kb: Path, tmp_path: Path
     debug = cli("--kb", str(kb), "--debug", "add", str(docs))
     assert debug.code == 0 and "openkb.timing" in debug.err, debug.err
     assert logging.getLogger("openkb").handlers == handlers
+
+
+def test_a_reader_that_stops_reading_ends_the_output_quietly(kb: Path, tmp_path: Path) -> None:
+    """`openkb list --json | head`: no "Broken pipe" error, the command's own
+    exit code (as git and ripgrep)."""
+    docs = write_tree(tmp_path / "docs", {f"note-{i}.md": f"# Note {i}\n\nwords {i}\n"
+                                          for i in range(400)})
+    (kb / ".openkb" / "config.yaml").write_text("commit_group_size: 400\n")
+    assert not api.add(str(kb), [str(docs)], Progress(), jobs=1).failed
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENKB_")}
+    proc = subprocess.Popen([sys.executable, "-m", "openkb", "--kb", str(kb), "list", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=kb,
+                            env={**env, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None and proc.stdout.read(100).startswith(b"[")
+    proc.stdout.close()  # the reader leaves, 100 bytes into ~100 KB of JSON
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err == b""

@@ -15,6 +15,7 @@ from openkb.cli.session import (
     GlobalOptions,
     configure_logging,
     interruptible,
+    let_the_reader_leave,
     lock_wait_printer,
     options,
     progress_for,
@@ -339,6 +340,7 @@ def debug_tree_hash(ctx: typer.Context) -> None:
 
 
 def main() -> None:
+    let_the_reader_leave()
     try:
         app(prog_name="openkb")
     except KeyboardInterrupt as exc:  # a Ctrl-C outside any command's own handling

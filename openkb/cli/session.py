@@ -34,6 +34,47 @@ class GlobalOptions:
     lock_timeout: float | None = None
 
 
+class _ReaderMayLeave:
+    """Standard output that a reader may stop reading (``openkb list --json |
+    head``): the first broken pipe points the descriptor at /dev/null and the
+    command goes on to its own end and exit code, quietly, as git and
+    ripgrep do, instead of failing with "Broken pipe"."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _gone(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._stream.write(data)
+        except BrokenPipeError:
+            self._gone()
+            return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    @property
+    def buffer(self) -> _ReaderMayLeave:
+        return _ReaderMayLeave(self._stream.buffer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def let_the_reader_leave() -> None:
+    """Install :class:`_ReaderMayLeave` on a real process's stdout."""
+    if not isinstance(sys.stdout, _ReaderMayLeave) and hasattr(sys.stdout, "fileno"):
+        sys.stdout = _ReaderMayLeave(sys.stdout)  # type: ignore[assignment]
+
+
 def stdout() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
