@@ -221,3 +221,11 @@ def test_a_reader_that_stops_reading_ends_the_output_quietly(kb: Path, tmp_path:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert err == b""
+
+
+def test_an_error_naming_a_path_with_brackets_prints_it_whole(cli, tmp_path: Path) -> None:
+    """Error text is not markup: `[ack]` in a path is not a style."""
+    odd = tmp_path / "br[ack]et" / "kb"
+    result = cli("--kb", str(odd), "list")
+    assert result.code == 2
+    assert f"{odd} is not an openkb knowledge base" in result.err

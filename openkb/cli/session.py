@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from openkb import api
 from openkb.api import Holder, JsonlWriter, OpenKBError, Progress, exit_code_for
@@ -187,16 +188,16 @@ def reports_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except OpenKBError as exc:
             console = stderr()
-            console.print(f"[red]error:[/] {exc}", markup=True)
+            console.print(f"[red]error:[/] {escape(str(exc))}")
             hint = _FLAG_HINTS.get(exc.argument or "", exc.hint)
             if hint:
-                console.print(f"[dim]hint:[/] {hint}")
+                console.print(f"[dim]hint:[/] {escape(hint)}")
             raise typer.Exit(exit_code_for(exc)) from None
         except OSError as exc:
             # Commits and recovery turn their I/O errors into openkb errors;
             # this is reading or setting up, where nothing was changed.
             console = stderr()
-            console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             console.print("[dim]hint:[/] check the path and the disk it is on; "
                           "`openkb verify` checks the KB")
             raise typer.Exit(exit_code_for(exc)) from None
