@@ -60,17 +60,18 @@ from openkb.progress_summary import RunSummary, summarize, write_chrome_trace
 from openkb.recovery import RecoveryReport, describe_journal
 from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit, TransactionRow
 from openkb.runs import RunRecord, live_runs
+from openkb.sync import SyncOptions, SyncReport, sync_paths
 from openkb.treehash import tree_hash as _tree_hash
 from openkb.verify import Problem, VerifyReport, verify_kb
 
 __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     # commands
     "add", "init", "list_documents", "recompile", "recover", "remove", "search", "show",
-    "status", "summarize", "tree_hash", "verify", "write_chrome_trace",
+    "status", "summarize", "sync", "tree_hash", "verify", "write_chrome_trace",
     # what they return
     "AddReport", "DocumentRow", "FileFailure", "Holder", "InitResult", "Problem",
     "RecompileReport", "RecoveryReport", "RemoveReport", "RunRecord", "RunSummary",
-    "SearchHit", "ShowResult", "Skipped", "StatusReport", "VerifyReport",
+    "SearchHit", "ShowResult", "Skipped", "StatusReport", "SyncReport", "VerifyReport",
     # what they take
     "CancelToken", "JsonlWriter", "Listener", "Progress", "WaitCallback",
     # errors and exit codes
@@ -123,6 +124,24 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
     with _opened(kb_dir, "openkb add") as kb:
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                          lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
+
+
+def sync(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
+         dry_run: bool = False, keep_raw: bool = False, max_delete: str | int | None = None,
+         cancel: CancelToken | None = None, lock_timeout: float | None = None,
+         on_lock_wait: WaitCallback | None = None) -> SyncReport:
+    """What `add` does for ``paths``, then the documents that came from
+    under them and are gone there are moved (same content elsewhere) or
+    removed, unless more would go than ``max_delete`` allows."""
+    if not paths:
+        raise UsageError("name at least one file or directory to sync", argument="paths")
+    if jobs is not None and jobs < 1:
+        raise UsageError("jobs must be at least 1", argument="jobs")
+    with _opened(kb_dir, "openkb sync") as kb:
+        return sync_paths(kb, paths, progress,
+                          SyncOptions(dry_run=dry_run, keep_raw=keep_raw, max_delete=max_delete),
+                          jobs=jobs, cancel=cancel, lock_timeout=lock_timeout,
+                          on_lock_wait=on_lock_wait)
 
 
 @dataclass

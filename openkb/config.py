@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 from openkb.errors import ConfigError
 
 PDF_ENGINES = ("pdfium", "pypdf")  # openkb.prepare.pdf_text.ENGINES, without importing it
+_MAX_DELETE = re.compile(r"^\d+%?$|^\d+\.\d+%$")  # as openkb.sync.plan reads it
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class Config:
     key_terms_per_doc: int = 10
     chunk_chars: int = 1500
     pdf_engine: str = "pdfium"  # or "pypdf": see openkb.prepare.pdf_text
+    # `openkb sync` removes at most this many documents ("N") or this share
+    # of those under the synced paths ("P%") unless told otherwise.
+    sync_max_delete: str | int = "50%"
 
     @property
     def jobs(self) -> int:
@@ -69,6 +74,9 @@ def _validated(values: dict[str, object], source: str) -> Config:
             ok = isinstance(value, bool)
         elif key == "pdf_engine":
             ok = value in PDF_ENGINES
+        elif key == "sync_max_delete":
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
+                isinstance(value, str) and _MAX_DELETE.match(value.strip()) is not None)
         if not ok:
             raise ConfigError(f"{source}: invalid value {value!r} for {key}")
     return Config(**values)  # type: ignore[arg-type]

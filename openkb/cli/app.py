@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from openkb import __version__, api
-from openkb.cli import render
+from openkb.cli import render, sync_cmds
 from openkb.cli.live import LiveView, PlainReporter
 from openkb.cli.session import (
     GlobalOptions,
@@ -146,6 +146,9 @@ def remove(
         stdout().print(f"{verb} {render.safe(row.name)} ({render.safe(row.title)})")
     if keep_raw and not dry_run:
         stdout().print("originals moved to attic/")
+
+
+sync_cmds.register(app)
 
 
 @app.command("list")

@@ -1,6 +1,6 @@
 """The commit protocol: how a change reaches the KB, and the durability contract.
 
-Every mutation (add, remove, update, recompile) is one transaction, run by
+Every mutation (add, remove, update, move, recompile) is one transaction, run by
 :func:`commit_changes` under the exclusive KB lock. The steps, what each makes
 durable, and what recovery does if the process dies during or after it:
 
@@ -82,7 +82,7 @@ Nothing else is written without an fsync before the commit point depends
 on it; SQLite makes its own file durable at the COMMIT.
 """
 
-from openkb.commit.plan import ChangeSet, Removal
+from openkb.commit.plan import ChangeSet, Move, Removal
 from openkb.commit.transaction import CommitOutcome, commit_changes
 
-__all__ = ["ChangeSet", "CommitOutcome", "Removal", "commit_changes"]
+__all__ = ["ChangeSet", "CommitOutcome", "Move", "Removal", "commit_changes"]

@@ -31,7 +31,7 @@ from openkb.prepare.pool import InProcessPreparer, WorkerPool
 from openkb.prepare.stage import PrepareLimits
 from openkb.progress import Progress
 from openkb.runs import RunRecord
-from openkb.scan import scan_inputs
+from openkb.scan import ScanResult, scan_inputs
 
 HEARTBEAT_S = 10.0  # OPENKB_HEARTBEAT_S, read when a run starts, overrides it (tests)
 # Hashing ahead (to find the costliest files) pauses after this long when a
@@ -97,12 +97,16 @@ class AddRun:
             outcome.exit_code = self.report.exit_code
         return self.report
 
-    def _scan_and_ingest(self, inputs: list[str]) -> None:
+    def _scan(self, inputs: list[str]) -> ScanResult:
+        """The files this run ingests (`openkb sync` first takes away what moved)."""
         with self.progress.span("scan", "scan"):
-            scan = scan_inputs(
+            return scan_inputs(
                 inputs, kb_root=self.layout.root, follow_symlinks=self.config.follow_symlinks,
                 on_progress=lambda n: self.progress.emit("scan", "progress", "scan",
                                                          counts={"total": n}))
+
+    def _scan_and_ingest(self, inputs: list[str]) -> None:
+        scan = self._scan(inputs)
         self.report.skipped += scan.skipped
         self.counts.total = len(scan.entries)
         self.counts.skipped = len(scan.skipped)

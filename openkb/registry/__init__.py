@@ -14,6 +14,7 @@ the statements of a write transaction), :mod:`.rows` (what they return).
 """
 
 from openkb.registry.migrations import SCHEMA_VERSION, Migration
+from openkb.registry.origins import OriginRow
 from openkb.registry.reading import Registry
 from openkb.registry.rows import (
     HIT_END,
@@ -27,7 +28,7 @@ from openkb.registry.rows import (
 from openkb.registry.writing import RegistryWriter
 
 __all__ = [
-    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "Migration", "Registry",
+    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "Migration", "OriginRow", "Registry",
     "RegistryWriter",
     "SearchHit", "TransactionRow", "info_from_json", "info_to_json",
 ]

@@ -23,6 +23,7 @@ from openkb.registry.open import (
     open_database_for_reading,
     schema_version,
 )
+from openkb.registry.origins import OriginQueries
 from openkb.registry.rows import (
     DOC_COLUMNS,
     HIT_END,
@@ -35,7 +36,7 @@ from openkb.registry.rows import (
 from openkb.registry.writing import RegistryWriter
 
 
-class Registry:
+class Registry(OriginQueries):
     """A connection to a KB's database. Writers use :meth:`write_transaction`."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

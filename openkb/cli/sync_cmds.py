@@ -1,0 +1,97 @@
+"""`openkb sync` (and its rendering): registered on the app by :func:`register`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from openkb import api
+from openkb.cli import render
+from openkb.cli.live import LiveView, PlainReporter
+from openkb.cli.session import (
+    interruptible,
+    lock_wait_printer,
+    options,
+    progress_for,
+    reports_errors,
+    stderr,
+    stdout,
+)
+
+
+def sync_report_json(report: api.SyncReport) -> dict[str, Any]:
+    return render.add_report_json(report) | {
+        "moved": [{"name": n, "from": old, "file": new} for n, old, new in report.moved],
+        "removed": [{"name": n, "origin": origin} for n, origin in report.removed],
+        "dry_run": report.dry_run,
+        "kept_raw": report.kept_raw,
+        "documents_under": report.documents_under,
+        "refused": report.refused,
+    }
+
+
+def print_sync_summary(report: api.SyncReport, quiet: bool, verbose: bool) -> None:
+    out = stderr() if quiet else stdout()
+    would = "would " if report.dry_run else ""
+    if report.dry_run:
+        for name, display in report.added:
+            out.print(f"would add {render.safe(display)} as {render.safe(name)}")
+        for name, display in report.updated:
+            out.print(f"would update {render.safe(name)} from {render.safe(display)}")
+    for name, old, new in report.moved:
+        out.print(f"{would}move {render.safe(name)}: {render.safe(old)} -> {render.safe(new)}")
+    for name, origin in report.removed:
+        out.print(f"{would}remove {render.safe(name)} ({render.safe(origin)} is gone)")
+    if report.kept_raw and report.removed and not report.dry_run:
+        out.print("originals of removed documents moved to attic/")
+    if not quiet or report.failed:
+        render.print_add_summary(out, report, verbose=verbose)
+    if report.refused:
+        stderr().print(f"[red]error:[/] the sync would be refused: {render.safe(report.refused)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sync)
+
+
+@reports_errors
+def sync(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(help="Files and directories to keep in step.")],
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", min=1, help="Worker processes (default: config "
+        "file_processing_jobs, else one per core).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change "
+                                          "nothing.")] = False,
+    keep_raw: Annotated[bool, typer.Option("--keep-raw", help="Move the originals of removed "
+                                           "documents to attic/.")] = False,
+    max_delete: Annotated[str | None, typer.Option(
+        "--max-delete", metavar="N|P%", help="Refuse (exit 2) to remove more documents than "
+        "this (default: config sync_max_delete, 50% of those under the paths).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a "
+                                           "summary.")] = False,
+) -> None:
+    """Add new and changed files under PATHS, and move or remove the documents whose
+    files are gone there."""
+    opts = options(ctx)
+    err = stderr()
+    view: LiveView | PlainReporter | None = None
+    if not opts.quiet and not json_out and not dry_run:
+        view = LiveView(err) if err.is_terminal else PlainReporter(err)
+    with progress_for(opts) as progress, interruptible(opts.quiet) as cancel:
+        if view is not None:
+            progress.subscribe(view)
+        try:
+            report = api.sync(opts.kb, paths, progress, jobs=jobs, dry_run=dry_run,
+                              keep_raw=keep_raw, max_delete=max_delete, cancel=cancel,
+                              lock_timeout=opts.lock_timeout,
+                              on_lock_wait=lock_wait_printer(opts.quiet))
+        finally:
+            if view is not None:
+                view.close()
+    if json_out:
+        render.print_json(sync_report_json(report))
+    else:
+        print_sync_summary(report, opts.quiet, opts.debug)
+    raise typer.Exit(report.exit_code)
