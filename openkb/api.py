@@ -138,19 +138,21 @@ def init(path: str) -> InitResult:
 
 def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
         cancel: CancelToken | None = None, lock_timeout: float | None = None,
-        on_lock_wait: WaitCallback | None = None) -> AddReport:
+        on_lock_wait: WaitCallback | None = None, rehash: bool = False) -> AddReport:
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
     from openkb.ingest import add_paths
 
     with _opened(kb_dir, "openkb add") as kb:
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
-                         lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
+                         lock_timeout=lock_timeout, on_lock_wait=on_lock_wait,
+                         rehash=rehash)
 
 
 def sync(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
          dry_run: bool = False, keep_raw: bool = False, max_delete: str | int | None = None,
-         cancel: CancelToken | None = None, lock_timeout: float | None = None,
+         rehash: bool = False, cancel: CancelToken | None = None,
+         lock_timeout: float | None = None,
          on_lock_wait: WaitCallback | None = None) -> SyncReport:
     """What `add` does for ``paths``, then the documents that came from
     under them and are gone there are moved (same content elsewhere) or
@@ -163,7 +165,8 @@ def sync(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int 
 
     with _opened(kb_dir, "openkb sync") as kb:
         return sync_paths(kb, paths, progress,
-                          SyncOptions(dry_run=dry_run, keep_raw=keep_raw, max_delete=max_delete),
+                          SyncOptions(dry_run=dry_run, keep_raw=keep_raw, max_delete=max_delete,
+                                      rehash=rehash),
                           jobs=jobs, cancel=cancel, lock_timeout=lock_timeout,
                           on_lock_wait=on_lock_wait)
 

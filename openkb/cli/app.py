@@ -88,6 +88,8 @@ def add(
     jobs: Annotated[int | None, typer.Option(
         "--jobs", "-j", min=1, help="Worker processes (default: config "
         "file_processing_jobs, else one per core).")] = None,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, even "
+                                         "those the stat cache says are unchanged.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Add documents (Markdown, text, HTML, PDF); directories are walked recursively."""
@@ -109,7 +111,8 @@ def add(
             progress.subscribe(view)
         try:
             report = api.add(opts.kb, paths, progress, jobs=jobs, cancel=cancel,
-                             lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait)
+                             lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait,
+                             rehash=rehash)
         finally:
             if view is not None:
                 view.close()

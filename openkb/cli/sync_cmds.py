@@ -69,6 +69,8 @@ def sync(
     max_delete: Annotated[str | None, typer.Option(
         "--max-delete", metavar="N|P%", help="Refuse (exit 2) to remove more documents than "
         "this (default: config sync_max_delete, 50% of those under the paths).")] = None,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, even "
+                                         "those the stat cache says are unchanged.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a "
                                            "summary.")] = False,
 ) -> None:
@@ -84,7 +86,8 @@ def sync(
             progress.subscribe(view)
         try:
             report = api.sync(opts.kb, paths, progress, jobs=jobs, dry_run=dry_run,
-                              keep_raw=keep_raw, max_delete=max_delete, cancel=cancel,
+                              keep_raw=keep_raw, max_delete=max_delete, rehash=rehash,
+                              cancel=cancel,
                               lock_timeout=opts.lock_timeout,
                               on_lock_wait=lock_wait_printer(opts.quiet))
         finally:

@@ -32,6 +32,7 @@ from openkb.prepare.stage import PrepareLimits
 from openkb.progress import Progress
 from openkb.runs import RunRecord
 from openkb.scan import ScanResult, scan_inputs
+from openkb.statcache import StatCache
 
 HEARTBEAT_S = 10.0  # OPENKB_HEARTBEAT_S, read when a run starts, overrides it (tests)
 # Hashing ahead (to find the costliest files) pauses after this long when a
@@ -43,8 +44,11 @@ Prefiltered = Iterator[tuple[ScanEntry, PrepareTask | Skipped | FileFailure, flo
 
 class AddRun:
     def __init__(self, kb: KB, progress: Progress, jobs: int, cancel: CancelToken,
-                 lock_timeout: float | None, on_lock_wait: WaitCallback | None) -> None:
+                 lock_timeout: float | None, on_lock_wait: WaitCallback | None, *,
+                 rehash: bool = False) -> None:
         self.kb = kb
+        self.rehash = rehash  # ignore the stat cache: hash every file
+        self.stat_cache: StatCache | None = None
         self.layout = kb.layout
         self.config = kb.config
         self.progress = progress
@@ -62,6 +66,7 @@ class AddRun:
                                         prefilter_ms=self.prefilter_ms)
         self.dispatcher: Dispatcher | None = None
         self.started = time.monotonic()
+        self.started_ns = time.time_ns()  # before the scan: see openkb.statcache
 
     @property
     def report(self) -> AddReport:
@@ -121,6 +126,8 @@ class AddRun:
         try:
             self._pipeline(scan.entries)
         finally:
+            if self.stat_cache is not None:
+                _despite_interrupts(self.stat_cache.flush)
             _despite_interrupts(self.dispatcher.preparer.close)
             _despite_interrupts(lambda: discard_staging(self.staging_root))
 
@@ -139,8 +146,11 @@ class AddRun:
         registry = self.kb.reader(self.progress)
         dispatcher = self.dispatcher
         assert dispatcher is not None
+        if self.stat_cache is None:
+            self.stat_cache = StatCache(registry, entries, rehash=self.rehash,
+                                        started_ns=self.started_ns)
         tasks = prefilter(entries, self.reservations, registry, self.staging_root,
-                          self.config.max_file_mb * 1048576, self.progress)
+                          self.config.max_file_mb * 1048576, self.progress, self.stat_cache)
         window = Window(self.jobs + self.config.prepare_buffer,
                         self.config.prepare_buffer_mb * 1048576, self.config.commit_group_size)
         exhausted = False

@@ -14,7 +14,7 @@ the statements of a write transaction), :mod:`.rows` (what they return).
 """
 
 from openkb.registry.migrations import SCHEMA_VERSION, Migration
-from openkb.registry.origins import OriginRow
+from openkb.registry.origins import FileStat, OriginRow
 from openkb.registry.reading import Registry
 from openkb.registry.rows import (
     HIT_END,
@@ -28,8 +28,8 @@ from openkb.registry.rows import (
 from openkb.registry.writing import RegistryWriter
 
 __all__ = [
-    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "Migration", "OriginRow", "Registry",
-    "RegistryWriter",
+    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "FileStat", "Migration",
+    "OriginRow", "Registry", "RegistryWriter",
     "SearchHit", "TransactionRow", "info_from_json", "info_to_json",
 ]
 

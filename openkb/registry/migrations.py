@@ -38,8 +38,21 @@ class Migration:
     recompile: bool = False  # compiled pages change: a journaled recompile follows
 
 
+def _create_file_stats(conn: sqlite3.Connection) -> None:
+    # WITHOUT ROWID: looked up and range-scanned by origin only.
+    conn.execute(
+        "CREATE TABLE file_stats (origin TEXT PRIMARY KEY, dev INTEGER NOT NULL, "
+        "ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
+        "ctime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, recorded_ns INTEGER NOT NULL"
+        ") WITHOUT ROWID")
+
+
 # In the order they were written; each only adds what it names.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("sync-stat-cache", "the registry keeps a stat cache (device, inode, size, "
+              "mtime, ctime and hash per original), so unchanged files are not read again",
+              _create_file_stats),
+)
 
 
 def applied(conn: sqlite3.Connection, version: int) -> set[str]:

@@ -36,6 +36,7 @@ class SyncOptions:
     dry_run: bool = False
     keep_raw: bool = False  # removed documents' originals go to attic/
     max_delete: str | int | None = None  # None: the config's sync_max_delete
+    rehash: bool = False  # ignore the stat cache
 
 
 @dataclass

@@ -24,6 +24,7 @@ from openkb.errors import UsageError
 from openkb.model import ScanEntry
 from openkb.registry import OriginRow, Registry
 from openkb.scan import ScanResult
+from openkb.statcache import StatCache
 
 DEFAULT_MAX_DELETE = "50%"
 _MAX_DELETE = re.compile(r"^(\d+(?:\.\d+)?)(%?)$")
@@ -88,7 +89,8 @@ def check_removals(removals: int, under: int, max_delete: str | int) -> None:
             f"paths, more than max_delete allows ({shown}); nothing was changed")
 
 
-def plan_sync(registry: Registry, scan: ScanResult, roots: list[str]) -> SyncPlan:
+def plan_sync(registry: Registry, scan: ScanResult, roots: list[str],
+              stat_cache: StatCache) -> SyncPlan:
     known = registry.documents_under(roots)
     plan = SyncPlan(roots, len(known))
     present = {entry.path for entry in scan.entries}
@@ -101,7 +103,7 @@ def plan_sync(registry: Registry, scan: ScanResult, roots: list[str]) -> SyncPla
                 if row.origin not in present and not _below_any(row.origin, unseen)]
     moved: dict[int, MoveCandidate] = {}
     if vanished:
-        moved = _find_moves(registry, scan.entries, vanished)
+        moved = _find_moves(registry, scan.entries, vanished, stat_cache)
     taken = {m.name for m in moved.values()}
     plan.moves = sorted(moved.values(), key=lambda m: m.entry.seq)
     plan.removals = [row for row in vanished if row.name not in taken]
@@ -116,8 +118,8 @@ def without(entries: list[ScanEntry], seqs: set[int]) -> list[ScanEntry]:
     return [replace(entry, seq=n) for n, entry in enumerate(rest)]
 
 
-def _find_moves(registry: Registry, entries: list[ScanEntry],
-                vanished: list[OriginRow]) -> dict[int, MoveCandidate]:
+def _find_moves(registry: Registry, entries: list[ScanEntry], vanished: list[OriginRow],
+                stat_cache: StatCache) -> dict[int, MoveCandidate]:
     """New files (no document has their path as origin) holding a vanished
     document's content, by scan position: the first one in scan order wins."""
     by_sha = {row.sha256: row for row in vanished}
@@ -128,9 +130,10 @@ def _find_moves(registry: Registry, entries: list[ScanEntry],
         if registry.names_by_origin(entry.path):
             continue
         try:
-            sha = sha256_file(entry.path)
+            sha = stat_cache.fresh_sha(entry) or sha256_file(entry.path)
         except OSError:
             continue  # the add part reports it
+        stat_cache.note(entry, sha)
         row = by_sha.pop(sha, None)
         if row is not None:
             moves[entry.seq] = MoveCandidate(row.name, row.origin, entry)

@@ -17,6 +17,7 @@ from openkb.model import FileFailure, Skipped
 from openkb.prefilter import NameReservations
 from openkb.progress import Progress
 from openkb.scan import scan_inputs
+from openkb.statcache import StatCache
 from openkb.sync import SyncOptions, SyncReport
 from openkb.sync.plan import check_removals, plan_sync
 
@@ -30,7 +31,9 @@ def preview_sync(kb: KB, inputs: list[str], roots: list[str], progress: Progress
             scan = scan_inputs(inputs, kb_root=kb.layout.root,
                                follow_symlinks=kb.config.follow_symlinks)
         registry = kb.reader(progress)
-        plan = plan_sync(registry, scan, roots)
+        # Read-only: what it learns is not written (a dry run changes nothing).
+        cache = StatCache(registry, scan.entries, rehash=options.rehash)
+        plan = plan_sync(registry, scan, roots, cache)
         report.documents_under = plan.under
         report.skipped += scan.skipped
         report.failed += scan.failed
@@ -47,8 +50,13 @@ def preview_sync(kb: KB, inputs: list[str], roots: list[str], progress: Progress
         for entry in scan.entries:
             if entry.seq in moved:
                 continue
+            cached = cache.fresh_sha(entry)
+            holder = registry.name_by_sha(cached) if cached else None
+            if holder is not None:
+                report.skipped.append(Skipped(entry.display, "unchanged", holder))
+                continue
             try:
-                sha = sha256_file(entry.path)
+                sha = cached or sha256_file(entry.path)
             except OSError as exc:
                 report.failed.append(FileFailure(entry.seq, entry.display,
                                                  f"cannot read: {exc.strerror}"))

@@ -16,6 +16,7 @@ from openkb.kb import KB, WaitCallback
 from openkb.progress import Progress
 from openkb.registry import OriginRow, Registry
 from openkb.scan import ScanResult
+from openkb.statcache import StatCache
 from openkb.sync import SyncOptions, SyncReport
 from openkb.sync.plan import MoveCandidate, SyncPlan, check_removals, plan_sync, without
 
@@ -26,7 +27,8 @@ class SyncRun(AddRun):
     def __init__(self, kb: KB, progress: Progress, jobs: int, cancel: CancelToken,
                  lock_timeout: float | None, on_lock_wait: WaitCallback | None,
                  roots: list[str], options: SyncOptions) -> None:
-        super().__init__(kb, progress, jobs, cancel, lock_timeout, on_lock_wait)
+        super().__init__(kb, progress, jobs, cancel, lock_timeout, on_lock_wait,
+                         rehash=options.rehash)
         self.roots = roots
         self.options = options
         self.tally.report = SyncReport(jobs=jobs, kept_raw=options.keep_raw)
@@ -39,8 +41,11 @@ class SyncRun(AddRun):
 
     def _scan(self, inputs: list[str]) -> ScanResult:
         scan = super()._scan(inputs)
+        registry = self.kb.reader(self.progress)
+        self.stat_cache = StatCache(registry, scan.entries, rehash=self.rehash,
+                                    started_ns=self.started_ns)
         with self.progress.span("sync_plan", "scan") as done:
-            plan = plan_sync(self.kb.reader(self.progress), scan, self.roots)
+            plan = plan_sync(registry, scan, self.roots, self.stat_cache)
             done.update(moves=len(plan.moves), removals=len(plan.removals),
                         documents_under=plan.under)
         self.sync_report.documents_under = plan.under
@@ -50,6 +55,8 @@ class SyncRun(AddRun):
         if (plan.moves or plan.removals) and not self.cancel.stop_requested:
             self._phase("commit")
             moved = self._commit_vanished(plan)
+            for _name, origin in self.sync_report.removed:
+                self.stat_cache.forget(origin)
         return ScanResult(without(scan.entries, moved), scan.skipped, scan.failed)
 
     def _commit_vanished(self, plan: SyncPlan) -> set[int]:
