@@ -13,6 +13,7 @@ from openkb.commit import ChangeSet, Move, Removal, commit_changes
 from openkb.ingest.report import CancelToken
 from openkb.ingest.run import AddRun
 from openkb.kb import KB, WaitCallback
+from openkb.model import ScanEntry, Skipped
 from openkb.progress import Progress
 from openkb.registry import OriginRow, Registry
 from openkb.scan import ScanResult
@@ -57,7 +58,26 @@ class SyncRun(AddRun):
             moved = self._commit_vanished(plan)
             for _name, origin in self.sync_report.removed:
                 self.stat_cache.forget(origin)
-        return ScanResult(without(scan.entries, moved), scan.skipped, scan.failed)
+        rest = without(scan.entries, moved)
+        unchanged = self._unchanged(registry, rest)
+        if unchanged:
+            # Taken out before the pipeline: a sync with nothing else to do
+            # starts no worker and imports no converter.
+            scan.skipped += unchanged.values()
+            rest = without(rest, set(unchanged))
+        self.stat_cache.flush()  # what the plan learnt, even if nothing is left to add
+        return ScanResult(rest, scan.skipped, scan.failed)
+
+    def _unchanged(self, registry: Registry, entries: list[ScanEntry]) -> dict[int, Skipped]:
+        """The entries the stat cache vouches for, whose content a document holds."""
+        assert self.stat_cache is not None
+        found = {}
+        for entry in entries:
+            sha = self.stat_cache.fresh_sha(entry)
+            holder = registry.name_by_sha(sha) if sha is not None else None
+            if holder is not None:
+                found[entry.seq] = Skipped(entry.display, "unchanged", holder)
+        return found
 
     def _commit_vanished(self, plan: SyncPlan) -> set[int]:
         """Commit the plan's moves and removals; the scan positions of the
