@@ -55,7 +55,14 @@ from openkb.model import SKIP_REASONS, FileFailure, Skipped
 from openkb.progress import COMMIT_STEPS, TERMINAL_EVENTS, Listener, Progress, RunOutcome
 from openkb.progress_jsonl import JsonlWriter
 from openkb.recovery import RecoveryReport, describe_journal
-from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit, TransactionRow
+from openkb.registry import (
+    HIT_END,
+    HIT_START,
+    DocumentRow,
+    FailureRow,
+    SearchHit,
+    TransactionRow,
+)
 from openkb.runs import RunRecord, live_runs
 
 if TYPE_CHECKING:  # and loaded, on first use, by __getattr__ below
@@ -67,10 +74,10 @@ if TYPE_CHECKING:  # and loaded, on first use, by __getattr__ below
 
 __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     # commands
-    "add", "init", "list_documents", "recompile", "recover", "remove", "search", "show",
+    "add", "failures", "init", "list_documents", "recompile", "recover", "remove", "search", "show",
     "status", "summarize", "sync", "tree_hash", "verify", "write_chrome_trace",
     # what they return
-    "AddReport", "DocumentRow", "FileFailure", "Holder", "InitResult", "Problem",
+    "AddReport", "DocumentRow", "FailureRow", "FileFailure", "Holder", "InitResult", "Problem",
     "RecompileReport", "RecoveryReport", "RemoveReport", "RunRecord", "RunSummary",
     "SearchHit", "ShowResult", "Skipped", "StatusReport", "SyncReport", "VerifyReport",
     # what they take
@@ -138,20 +145,21 @@ def init(path: str) -> InitResult:
 
 def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
         cancel: CancelToken | None = None, lock_timeout: float | None = None,
-        on_lock_wait: WaitCallback | None = None, rehash: bool = False) -> AddReport:
+        on_lock_wait: WaitCallback | None = None, rehash: bool = False,
+        retry_failed: bool = False) -> AddReport:
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
-    from openkb.ingest import add_paths
+    from openkb.sync import add_paths  # with the failure ledger
 
     with _opened(kb_dir, "openkb add") as kb:
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                          lock_timeout=lock_timeout, on_lock_wait=on_lock_wait,
-                         rehash=rehash)
+                         rehash=rehash, retry_failed=retry_failed)
 
 
 def sync(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
          dry_run: bool = False, keep_raw: bool = False, max_delete: str | int | None = None,
-         rehash: bool = False, cancel: CancelToken | None = None,
+         rehash: bool = False, retry_failed: bool = False, cancel: CancelToken | None = None,
          lock_timeout: float | None = None,
          on_lock_wait: WaitCallback | None = None) -> SyncReport:
     """What `add` does for ``paths``, then the documents that came from
@@ -166,7 +174,7 @@ def sync(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int 
     with _opened(kb_dir, "openkb sync") as kb:
         return sync_paths(kb, paths, progress,
                           SyncOptions(dry_run=dry_run, keep_raw=keep_raw, max_delete=max_delete,
-                                      rehash=rehash),
+                                      rehash=rehash, retry_failed=retry_failed),
                           jobs=jobs, cancel=cancel, lock_timeout=lock_timeout,
                           on_lock_wait=on_lock_wait)
 
@@ -224,6 +232,7 @@ class StatusReport:
     lock_holder: Holder | None
     running: list[RunRecord]
     last_change: str | None
+    failures: int = 0  # files in the failure ledger (`openkb failures`)
 
 
 def status(kb_dir: str | None, progress: Progress) -> StatusReport:
@@ -242,7 +251,15 @@ def status(kb_dir: str | None, progress: Progress) -> StatusReport:
             lock_holder=read_holder(kb.layout),
             running=live_runs(kb.layout),
             last_change=_describe_transaction(last) if last else None,
+            failures=registry.count_failures(),
         )
+
+
+def failures(kb_dir: str | None, progress: Progress) -> list[FailureRow]:
+    """The failure ledger: files that failed and have not changed or
+    succeeded since, with why, when and how often."""
+    with _opened(kb_dir, "openkb failures") as kb:
+        return kb.reader(progress).failures()
 
 
 def _describe_transaction(tx: TransactionRow) -> str:

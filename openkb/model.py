@@ -45,6 +45,7 @@ SKIP_REASONS = {
     "symlink": "symlink not followed",
     "hidden": "hidden file",
     "unchanged": "unchanged since it was last read (stat cache)",
+    "failed-before": "failed before and unchanged since (`openkb failures` lists them)",
 }
 
 

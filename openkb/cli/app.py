@@ -90,6 +90,8 @@ def add(
         "file_processing_jobs, else one per core).")] = None,
     rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, even "
                                          "those the stat cache says are unchanged.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again the files "
+                                               "that failed for good before.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Add documents (Markdown, text, HTML, PDF); directories are walked recursively."""
@@ -112,7 +114,7 @@ def add(
         try:
             report = api.add(opts.kb, paths, progress, jobs=jobs, cancel=cancel,
                              lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait,
-                             rehash=rehash)
+                             rehash=rehash, retry_failed=retry_failed)
         finally:
             if view is not None:
                 view.close()
@@ -185,6 +187,9 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
               f"{render.human_bytes(report.total_bytes)} of originals")
     if report.last_change:
         out.print(f"  last change: {render.safe(report.last_change)}")
+    if report.failures:
+        out.print(f"  {report.failures} file(s) failed and are not retried until they change: "
+                  "`openkb failures` lists them")
     unfinished = report.pending_journals - len(report.refused_journals)
     if unfinished:
         out.print(f"  [yellow]{unfinished} unfinished transaction(s)[/]: the next "

@@ -53,6 +53,31 @@ def print_sync_summary(report: api.SyncReport, quiet: bool, verbose: bool) -> No
 
 def register(app: typer.Typer) -> None:
     app.command()(sync)
+    app.command()(failures)
+
+
+@reports_errors
+def failures(ctx: typer.Context, json_out: Annotated[bool, typer.Option(
+        "--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List the files that failed and are not retried until they change."""
+    opts = options(ctx)
+    with progress_for(opts) as progress:
+        rows = api.failures(opts.kb, progress)
+    if json_out:
+        render.print_json([{"file": r.origin, "reason": r.reason, "permanent": r.permanent,
+                            "first_seen": r.first_seen, "last_seen": r.last_seen,
+                            "tries": r.tries} for r in rows])
+        return
+    out = stdout()
+    if not rows:
+        out.print("no remembered failures")
+        return
+    for row in rows:
+        kind = "permanent" if row.permanent else "transient"
+        out.print(f"{render.safe(row.origin)}: {render.safe(row.reason)}")
+        out.print(f"  [dim]{kind}, {row.tries} tries, first {row.first_seen}, "
+                  f"last {row.last_seen}[/]")
+    out.print("[dim]a file is tried again when it changes, or with --retry-failed[/]")
 
 
 @reports_errors
@@ -71,6 +96,8 @@ def sync(
         "this (default: config sync_max_delete, 50% of those under the paths).")] = None,
     rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, even "
                                          "those the stat cache says are unchanged.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again the files "
+                                               "that failed for good before.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a "
                                            "summary.")] = False,
 ) -> None:
@@ -87,7 +114,7 @@ def sync(
         try:
             report = api.sync(opts.kb, paths, progress, jobs=jobs, dry_run=dry_run,
                               keep_raw=keep_raw, max_delete=max_delete, rehash=rehash,
-                              cancel=cancel,
+                              retry_failed=retry_failed, cancel=cancel,
                               lock_timeout=opts.lock_timeout,
                               on_lock_wait=lock_wait_printer(opts.quiet))
         finally:

@@ -13,6 +13,7 @@ The package is the only place that speaks SQL: :mod:`.schema` (the tables),
 the statements of a write transaction), :mod:`.rows` (what they return).
 """
 
+from openkb.registry.ledger import FailureRow
 from openkb.registry.migrations import SCHEMA_VERSION, Migration
 from openkb.registry.origins import FileStat, OriginRow
 from openkb.registry.reading import Registry
@@ -28,7 +29,7 @@ from openkb.registry.rows import (
 from openkb.registry.writing import RegistryWriter
 
 __all__ = [
-    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "FileStat", "Migration",
+    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "FailureRow", "FileStat", "Migration",
     "OriginRow", "Registry", "RegistryWriter",
     "SearchHit", "TransactionRow", "info_from_json", "info_to_json",
 ]

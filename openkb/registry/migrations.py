@@ -47,11 +47,23 @@ def _create_file_stats(conn: sqlite3.Connection) -> None:
         ") WITHOUT ROWID")
 
 
+def _create_failures(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE failures (origin TEXT PRIMARY KEY, dev INTEGER NOT NULL, "
+        "ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
+        "ctime_ns INTEGER NOT NULL, reason TEXT NOT NULL, permanent INTEGER NOT NULL, "
+        "first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, tries INTEGER NOT NULL"
+        ") WITHOUT ROWID")
+
+
 # In the order they were written; each only adds what it names.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("sync-stat-cache", "the registry keeps a stat cache (device, inode, size, "
               "mtime, ctime and hash per original), so unchanged files are not read again",
               _create_file_stats),
+    Migration("sync-failure-ledger", "the registry remembers files that failed, so an "
+              "unchanged file that cannot be read is not converted again on every run",
+              _create_failures),
 )
 
 

@@ -15,6 +15,7 @@ import orjson
 
 from openkb.errors import IndexUnreadable
 from openkb.registry import migrations
+from openkb.registry.ledger import FailureQueries
 from openkb.registry.migrations import Migration
 from openkb.registry.open import (
     create_database,
@@ -36,7 +37,7 @@ from openkb.registry.rows import (
 from openkb.registry.writing import RegistryWriter
 
 
-class Registry(OriginQueries):
+class Registry(OriginQueries, FailureQueries):
     """A connection to a KB's database. Writers use :meth:`write_transaction`."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

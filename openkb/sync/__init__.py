@@ -12,7 +12,8 @@ recovered like any other).
   scan; the mass-delete guard;
 - :mod:`~openkb.sync.run`: the run (an add run that commits the plan's
   moves and removals first, so the names they free are reused);
-- :mod:`~openkb.sync.preview`: ``dry_run``, the plan without a change.
+- :mod:`~openkb.sync.preview`: ``dry_run``, the plan without a change;
+- :mod:`~openkb.sync.ledger`: the failure ledger, which `add` consults too.
 
 `add` never removes anything.
 """
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from openkb.kb import KB, WaitCallback
     from openkb.progress import Progress
 
-__all__ = ["SyncOptions", "SyncReport", "sync_paths"]
+__all__ = ["SyncOptions", "SyncReport", "add_paths", "sync_paths"]
 
 
 @dataclass
@@ -37,6 +38,7 @@ class SyncOptions:
     keep_raw: bool = False  # removed documents' originals go to attic/
     max_delete: str | int | None = None  # None: the config's sync_max_delete
     rehash: bool = False  # ignore the stat cache
+    retry_failed: bool = False  # try files the failure ledger says failed for good
 
 
 @dataclass
@@ -78,3 +80,15 @@ def sync_paths(kb: KB, inputs: list[str], progress: Progress, options: SyncOptio
     report = run.execute(inputs)
     assert isinstance(report, SyncReport)
     return report
+
+
+def add_paths(kb: KB, inputs: list[str], progress: Progress, *, jobs: int | None = None,
+              cancel: CancelToken | None = None, lock_timeout: float | None = None,
+              on_lock_wait: WaitCallback | None = None, rehash: bool = False,
+              retry_failed: bool = False) -> AddReport:
+    """`openkb add`: :func:`openkb.ingest.add_paths`, with the failure ledger."""
+    from openkb.sync.run import LedgerAddRun
+
+    run = LedgerAddRun(kb, progress, jobs or kb.config.jobs, cancel or CancelToken(),
+                       lock_timeout, on_lock_wait, rehash=rehash, retry_failed=retry_failed)
+    return run.execute(inputs)

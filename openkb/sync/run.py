@@ -9,8 +9,12 @@ after a crash, and a very large sync does not build one huge journal.
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
+
 from openkb.commit import ChangeSet, Move, Removal, commit_changes
-from openkb.ingest.report import CancelToken
+from openkb.ingest.report import AddReport, CancelToken
 from openkb.ingest.run import AddRun
 from openkb.kb import KB, WaitCallback
 from openkb.model import ScanEntry, Skipped
@@ -19,17 +23,54 @@ from openkb.registry import OriginRow, Registry
 from openkb.scan import ScanResult
 from openkb.statcache import StatCache
 from openkb.sync import SyncOptions, SyncReport
+from openkb.sync.ledger import Ledger
 from openkb.sync.plan import MoveCandidate, SyncPlan, check_removals, plan_sync, without
 
 VANISHED_PER_TRANSACTION = 500
 
+log = logging.getLogger("openkb")
 
-class SyncRun(AddRun):
+
+class LedgerAddRun(AddRun):
+    """An add run that consults the failure ledger (:mod:`openkb.sync.ledger`)
+    before the pipeline and records in it what failed after."""
+
+    def __init__(self, kb: KB, progress: Progress, jobs: int, cancel: CancelToken,
+                 lock_timeout: float | None, on_lock_wait: WaitCallback | None, *,
+                 rehash: bool = False, retry_failed: bool = False) -> None:
+        super().__init__(kb, progress, jobs, cancel, lock_timeout, on_lock_wait, rehash=rehash)
+        self.retry_failed = retry_failed
+        self.ledger: Ledger | None = None
+        self.tried: list[ScanEntry] = []
+
+    def _scan(self, inputs: list[str]) -> ScanResult:
+        scan = super()._scan(inputs)
+        roots = [os.path.commonpath([e.path for e in scan.entries])] if scan.entries else []
+        return self._skip_known_failures(scan, roots)
+
+    def _skip_known_failures(self, scan: ScanResult, roots: list[str]) -> ScanResult:
+        self.ledger = Ledger(self.kb.reader(self.progress), roots,
+                             retry_failed=self.retry_failed)
+        self.tried = self.ledger.skip_known(scan)
+        return ScanResult(self.tried, scan.skipped, scan.failed)
+
+    def execute(self, inputs: list[str]) -> AddReport:
+        try:
+            return super().execute(inputs)
+        finally:
+            if self.ledger is not None:
+                try:
+                    self.ledger.settle(self.tried, self.report)
+                except (OSError, sqlite3.Error) as exc:
+                    log.warning("could not update the failure ledger (%s)", exc)
+
+
+class SyncRun(LedgerAddRun):
     def __init__(self, kb: KB, progress: Progress, jobs: int, cancel: CancelToken,
                  lock_timeout: float | None, on_lock_wait: WaitCallback | None,
                  roots: list[str], options: SyncOptions) -> None:
         super().__init__(kb, progress, jobs, cancel, lock_timeout, on_lock_wait,
-                         rehash=options.rehash)
+                         rehash=options.rehash, retry_failed=options.retry_failed)
         self.roots = roots
         self.options = options
         self.tally.report = SyncReport(jobs=jobs, kept_raw=options.keep_raw)
@@ -41,7 +82,8 @@ class SyncRun(AddRun):
         return report
 
     def _scan(self, inputs: list[str]) -> ScanResult:
-        scan = super()._scan(inputs)
+        # The plan sees the whole scan: a file that fails is still there.
+        scan = AddRun._scan(self, inputs)
         registry = self.kb.reader(self.progress)
         self.stat_cache = StatCache(registry, scan.entries, rehash=self.rehash,
                                     started_ns=self.started_ns)
@@ -66,7 +108,8 @@ class SyncRun(AddRun):
             scan.skipped += unchanged.values()
             rest = without(rest, set(unchanged))
         self.stat_cache.flush()  # what the plan learnt, even if nothing is left to add
-        return ScanResult(rest, scan.skipped, scan.failed)
+        return self._skip_known_failures(ScanResult(rest, scan.skipped, scan.failed),
+                                         self.roots)
 
     def _unchanged(self, registry: Registry, entries: list[ScanEntry]) -> dict[int, Skipped]:
         """The entries the stat cache vouches for, whose content a document holds."""
