@@ -94,3 +94,14 @@ class OriginQueries:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    def holders_of(self, shas: Sequence[str]) -> dict[str, str]:
+        """sha256 -> name of the document holding it, for those held."""
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(shas))
+        for start in range(0, len(unique), 500):  # under SQLite's bound-variable limit
+            part = unique[start:start + 500]
+            marks = ", ".join("?" * len(part))
+            found.update(self._conn.execute(
+                f"SELECT sha256, name FROM documents WHERE sha256 IN ({marks})", part).fetchall())
+        return found

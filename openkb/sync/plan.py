@@ -114,6 +114,8 @@ def plan_sync(registry: Registry, scan: ScanResult, roots: list[str],
 def without(entries: list[ScanEntry], seqs: set[int]) -> list[ScanEntry]:
     """``entries`` less those at scan positions ``seqs``, numbered again
     from 0 (the add pipeline counts on contiguous positions)."""
+    if not seqs:
+        return entries
     rest = [entry for entry in entries if entry.seq not in seqs]
     return [replace(entry, seq=n) for n, entry in enumerate(rest)]
 

@@ -114,13 +114,11 @@ class SyncRun(LedgerAddRun):
     def _unchanged(self, registry: Registry, entries: list[ScanEntry]) -> dict[int, Skipped]:
         """The entries the stat cache vouches for, whose content a document holds."""
         assert self.stat_cache is not None
-        found = {}
-        for entry in entries:
-            sha = self.stat_cache.fresh_sha(entry)
-            holder = registry.name_by_sha(sha) if sha is not None else None
-            if holder is not None:
-                found[entry.seq] = Skipped(entry.display, "unchanged", holder)
-        return found
+        fresh = [(entry, sha) for entry in entries
+                 if (sha := self.stat_cache.fresh_sha(entry)) is not None]
+        holders = registry.holders_of([sha for _, sha in fresh])
+        return {entry.seq: Skipped(entry.display, "unchanged", holders[sha])
+                for entry, sha in fresh if sha in holders}
 
     def _commit_vanished(self, plan: SyncPlan) -> set[int]:
         """Commit the plan's moves and removals; the scan positions of the
