@@ -70,16 +70,19 @@ if TYPE_CHECKING:  # and loaded, on first use, by __getattr__ below
     from openkb.ingest import AddReport, CancelToken
     from openkb.progress_summary import RunSummary, summarize, write_chrome_trace
     from openkb.sync import SyncReport
+    from openkb.sync.commands import failures, sync, watch
+    from openkb.sync.watch import WatchBatch, WatchReport
     from openkb.verify import Problem, VerifyReport
 
 __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     # commands
     "add", "failures", "init", "list_documents", "recompile", "recover", "remove", "search", "show",
-    "status", "summarize", "sync", "tree_hash", "verify", "write_chrome_trace",
+    "status", "summarize", "sync", "tree_hash", "verify", "watch", "write_chrome_trace",
     # what they return
     "AddReport", "DocumentRow", "FailureRow", "FileFailure", "Holder", "InitResult", "Problem",
     "RecompileReport", "RecoveryReport", "RemoveReport", "RunRecord", "RunSummary",
     "SearchHit", "ShowResult", "Skipped", "StatusReport", "SyncReport", "VerifyReport",
+    "WatchBatch", "WatchReport",
     # what they take
     "CancelToken", "JsonlWriter", "Listener", "Progress", "WaitCallback",
     # errors and exit codes
@@ -101,6 +104,10 @@ _LAZY = {
     "write_chrome_trace": "openkb.progress_summary",
     "CRASHPOINTS": "openkb.crashpoints",
     "SyncReport": "openkb.sync",
+    "WatchBatch": "openkb.sync.watch", "WatchReport": "openkb.sync.watch",
+    # keeping a KB in step with folders: openkb/sync/commands.py
+    "sync": "openkb.sync.commands", "watch": "openkb.sync.commands",
+    "failures": "openkb.sync.commands",
 }
 
 
@@ -155,28 +162,6 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                          lock_timeout=lock_timeout, on_lock_wait=on_lock_wait,
                          rehash=rehash, retry_failed=retry_failed)
-
-
-def sync(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
-         dry_run: bool = False, keep_raw: bool = False, max_delete: str | int | None = None,
-         rehash: bool = False, retry_failed: bool = False, cancel: CancelToken | None = None,
-         lock_timeout: float | None = None,
-         on_lock_wait: WaitCallback | None = None) -> SyncReport:
-    """What `add` does for ``paths``, then the documents that came from
-    under them and are gone there are moved (same content elsewhere) or
-    removed, unless more would go than ``max_delete`` allows."""
-    if not paths:
-        raise UsageError("name at least one file or directory to sync", argument="paths")
-    if jobs is not None and jobs < 1:
-        raise UsageError("jobs must be at least 1", argument="jobs")
-    from openkb.sync import SyncOptions, sync_paths
-
-    with _opened(kb_dir, "openkb sync") as kb:
-        return sync_paths(kb, paths, progress,
-                          SyncOptions(dry_run=dry_run, keep_raw=keep_raw, max_delete=max_delete,
-                                      rehash=rehash, retry_failed=retry_failed),
-                          jobs=jobs, cancel=cancel, lock_timeout=lock_timeout,
-                          on_lock_wait=on_lock_wait)
 
 
 @dataclass
@@ -253,13 +238,6 @@ def status(kb_dir: str | None, progress: Progress) -> StatusReport:
             last_change=_describe_transaction(last) if last else None,
             failures=registry.count_failures(),
         )
-
-
-def failures(kb_dir: str | None, progress: Progress) -> list[FailureRow]:
-    """The failure ledger: files that failed and have not changed or
-    succeeded since, with why, when and how often."""
-    with _opened(kb_dir, "openkb failures") as kb:
-        return kb.reader(progress).failures()
 
 
 def _describe_transaction(tx: TransactionRow) -> str:

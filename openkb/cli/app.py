@@ -200,6 +200,11 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         out.print(f"  locked by {render.safe(report.lock_holder.describe())}")
     for run in report.running:
         c = run.counts
+        if run.command == "openkb watch":
+            out.print(f"  running: openkb watch (pid {run.pid}) since {render.ago(run.started)}, "
+                      f"{c.get('batches', 0)} batch(es), last {render.ago(run.last_progress)}; "
+                      f"{render.safe(run.phase)}")
+            continue
         out.print(f"  running: {render.safe(run.command)} (pid {run.pid}), {run.phase}, "
                   f"{c.get('committed', 0)}/{c.get('total', 0)} committed, last progress "
                   f"{render.ago(run.last_progress)}, started {render.ago(run.started)}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from typing import Annotated, Any
 
 import typer
@@ -53,7 +56,63 @@ def print_sync_summary(report: api.SyncReport, quiet: bool, verbose: bool) -> No
 
 def register(app: typer.Typer) -> None:
     app.command()(sync)
+    app.command()(watch)
     app.command()(failures)
+
+
+def _batch_line(batch: api.WatchBatch) -> str:
+    when = time.strftime("%H:%M:%S")
+    if batch.error:
+        return f"{when} [yellow]warning:[/] {render.safe(batch.error)}"
+    r = batch.report
+    assert r is not None
+    what = "catch-up sync" if not batch.touched else f"batch {batch.number}, " \
+        f"{batch.touched} path(s) changed"
+    return (f"{when} {what}: added {len(r.added)}, updated {len(r.updated)}, moved "
+            f"{len(r.moved)}, removed {len(r.removed)}, failed {len(r.failed)}"
+            + "".join(f"\n  failed {render.safe(f.display)}: {render.safe(f.reason)}"
+                      for f in r.failed))
+
+
+@reports_errors
+def watch(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(help="Files and directories to follow.")],
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", min=1, help="Worker processes per batch (default: config "
+        "file_processing_jobs, else one per core).")] = None,
+    debounce: Annotated[float, typer.Option(
+        "--debounce", metavar="SECONDS", min=0, help="Wait until changed files have kept "
+        "their size and mtime this long before syncing them.")] = 2.0,
+) -> None:
+    """Sync PATHS, then keep syncing them as files change, until Ctrl-C."""
+    opts = options(ctx)
+    stop = threading.Event()
+    out = stdout()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if not stop.is_set() and not opts.quiet:
+            stderr().print("\n[yellow]stopping after the batch in flight[/]")
+        stop.set()
+
+    def on_batch(batch: api.WatchBatch) -> None:
+        if not opts.quiet or batch.error:
+            out.print(_batch_line(batch))
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if not opts.quiet:
+            out.print(f"watching {len(paths)} path(s); Ctrl-C stops")
+        with progress_for(opts) as progress:
+            report = api.watch(opts.kb, paths, progress, stop=stop, jobs=jobs,
+                               debounce_s=debounce, on_batch=on_batch,
+                               lock_timeout=opts.lock_timeout,
+                               on_lock_wait=lock_wait_printer(opts.quiet))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not opts.quiet:
+        out.print(f"stopped after {report.batches} batch(es)")
 
 
 @reports_errors
