@@ -105,7 +105,7 @@ def test_a_search_loads_neither_the_writing_path_nor_pydantic(kb: Path) -> None:
     start-up stays small: it runs no commit, verify or add, so it must not
     import them (nor pydantic, which typer 0.29 brings to every option)."""
     heavy = ("pypdf", "pypdfium2", "markdown_it", "pydantic", "openkb.commit.plan",
-             "openkb.commit.transaction", "openkb.pages", "openkb.index_md", "openkb.verify",
+             "openkb.commit.transaction", "openkb.pages", "openkb.catalog", "openkb.verify",
              "openkb.ingest", "openkb.progress_summary", "openkb.treehash")
     probe = ("import sys\nfrom openkb.cli.app import main\n"
              f"sys.argv = ['openkb', '--kb', {str(kb)!r}, 'search', 'anything']\n"
