@@ -12,6 +12,7 @@ from bench import corpus, run
 from bench.growth import growth
 from bench.resync import resync, resync_60k
 from bench.run import ROOT, add, fresh_kb, median
+from bench.synthetic import commit_size
 
 SHARED = ROOT.parent / "shared" / "corpus"
 CORES = os.cpu_count() or 1
@@ -192,6 +193,6 @@ def pdf_engines(out: Path, runs: int, quick: bool) -> list[Row]:
 
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
             "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
-            "resync": resync}
+            "commit_size": commit_size, "resync": resync}
 # Not in a default run: its first add alone takes several minutes.
 OPTIONAL_SECTIONS = {"resync_60k": resync_60k}
