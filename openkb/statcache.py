@@ -24,7 +24,9 @@ import os
 import sqlite3
 import time
 
+from openkb.layout import KBLayout
 from openkb.model import ScanEntry
+from openkb.recovery import has_pending_journals
 from openkb.registry import FileStat, Registry
 
 RACY_NS = 2_000_000_000
@@ -35,8 +37,9 @@ log = logging.getLogger("openkb")
 
 class StatCache:
     def __init__(self, registry: Registry, entries: list[ScanEntry], *, rehash: bool,
-                 started_ns: int | None = None) -> None:
+                 started_ns: int | None = None, layout: KBLayout | None = None) -> None:
         self.registry = registry
+        self.layout = layout  # None: never written (a dry run)
         self.rehash = rehash
         self.started_ns = started_ns if started_ns is not None else time.time_ns()
         self.known: dict[str, FileStat] = {}
@@ -83,8 +86,18 @@ class StatCache:
             return
         pending, forget = self._pending, self._forget
         self._pending, self._forget = [], []
+        if not may_write_caches(self.layout):
+            return
         try:
             self.registry.record_file_stats(pending, forget)
         except (OSError, sqlite3.Error) as exc:
             log.warning("could not update the stat cache (%s); unchanged files will be "
                         "read again next time", exc)
+
+
+def may_write_caches(layout: KBLayout | None) -> bool:
+    """The stat cache and the failure ledger are written only into a KB with
+    no journal pending: a journal that recovery refused (or one a crash
+    left) means no command may change the KB until it is dealt with, and
+    a cache is not worth an exception to that."""
+    return layout is not None and not has_pending_journals(layout)

@@ -148,7 +148,7 @@ class AddRun:
         assert dispatcher is not None
         if self.stat_cache is None:
             self.stat_cache = StatCache(registry, entries, rehash=self.rehash,
-                                        started_ns=self.started_ns)
+                                        started_ns=self.started_ns, layout=self.layout)
         tasks = prefilter(entries, self.reservations, registry, self.staging_root,
                           self.config.max_file_mb * 1048576, self.progress, self.stat_cache)
         window = Window(self.jobs + self.config.prepare_buffer,

@@ -19,9 +19,11 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from openkb.layout import KBLayout
 from openkb.model import NO_SEQ, ScanEntry, Skipped
 from openkb.registry import FailureRow, Registry
 from openkb.scan import ScanResult
+from openkb.statcache import may_write_caches
 
 if TYPE_CHECKING:
     from openkb.ingest.report import AddReport
@@ -47,8 +49,10 @@ def _fingerprint(entry: ScanEntry) -> tuple[int, int, int, int, int]:
 
 
 class Ledger:
-    def __init__(self, registry: Registry, roots: list[str], *, retry_failed: bool) -> None:
+    def __init__(self, registry: Registry, roots: list[str], *, retry_failed: bool,
+                 layout: KBLayout) -> None:
         self.registry = registry
+        self.layout = layout
         self.retry_failed = retry_failed
         self.known = registry.failures_under(roots) if roots else {}
 
@@ -98,5 +102,5 @@ class Ledger:
         present = {entry.path for entry in tried}
         forget += [origin for origin in self.known
                    if origin not in present and not os.path.lexists(origin)]
-        if record or forget:
+        if (record or forget) and may_write_caches(self.layout):
             self.registry.record_failures(record, forget)

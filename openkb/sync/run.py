@@ -50,7 +50,7 @@ class LedgerAddRun(AddRun):
 
     def _skip_known_failures(self, scan: ScanResult, roots: list[str]) -> ScanResult:
         self.ledger = Ledger(self.kb.reader(self.progress), roots,
-                             retry_failed=self.retry_failed)
+                             retry_failed=self.retry_failed, layout=self.layout)
         self.tried = self.ledger.skip_known(scan)
         return ScanResult(self.tried, scan.skipped, scan.failed)
 
@@ -86,7 +86,7 @@ class SyncRun(LedgerAddRun):
         scan = AddRun._scan(self, inputs)
         registry = self.kb.reader(self.progress)
         self.stat_cache = StatCache(registry, scan.entries, rehash=self.rehash,
-                                    started_ns=self.started_ns)
+                                    started_ns=self.started_ns, layout=self.layout)
         with self.progress.span("sync_plan", "scan") as done:
             plan = plan_sync(registry, scan, self.roots, self.stat_cache)
             done.update(moves=len(plan.moves), removals=len(plan.removals),
