@@ -162,7 +162,8 @@ def leftover_paths(layout: KBLayout) -> list[Path]:
     files in private dirs, staging and run records of dead processes. Only
     meaningful with no journal pending (a pending journal owns its backups)."""
     found = []
-    for directory in (layout.journal_dir, layout.meta_dir, layout.runs_dir):
+    for directory in (layout.journal_dir, layout.meta_dir, layout.runs_dir,
+                      layout.llm_cache_dir):
         for entry in _entries(directory):
             path = directory / entry
             orphan_backup = directory == layout.journal_dir and path.is_dir()

@@ -38,8 +38,26 @@ class Migration:
     recompile: bool = False  # compiled pages change: a journaled recompile follows
 
 
+# The JSON path of openkb.model.DocumentInfo.summary_pending in documents.info.
+LLM_PENDING_EXPR = "json_extract(info, '$.summary_pending')"
+
+
+def _llm_summaries(conn: sqlite3.Connection) -> None:
+    # Documents' info may now hold an LLM summary and, while one is owed, the
+    # reason it is pending; this index finds those (`status` counts them,
+    # the next LLM run retries them) without reading every row. An openkb
+    # that does not know this migration refuses the KB rather than failing
+    # on the new keys.
+    conn.execute(f"CREATE INDEX documents_llm_pending ON documents ({LLM_PENDING_EXPR}) "
+                 f"WHERE {LLM_PENDING_EXPR} IS NOT NULL")
+
+
 # In the order they were written; each only adds what it names.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("llm-summaries-pending-index",
+              "documents may hold an LLM summary, or the reason one is pending",
+              _llm_summaries),
+)
 
 
 def applied(conn: sqlite3.Connection, version: int) -> set[str]:
