@@ -227,6 +227,11 @@ def print_verify_report(console: Console, report: VerifyReport, verbose: bool) -
     verdict = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
     console.print(f"{verdict}: {report.documents} documents, {report.concepts} concepts, "
                   f"{report.files_checked} files checked")
+    if report.llm_cache_pruned:
+        console.print(f"pruned {report.llm_cache_pruned} LLM cache entries no document uses")
+    elif report.llm_cache_unused:
+        console.print(f"[dim]{report.llm_cache_unused} LLM cache entries no document uses "
+                      "(`openkb verify --repair` prunes them)[/]")
 
 
 def ago(timestamp: float) -> str:

@@ -22,7 +22,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -119,3 +119,34 @@ def _parse(data: bytes, key: str) -> CacheEntry:
     if hashlib.sha256(entry.text.encode("utf-8")).hexdigest() != text_sha:
         raise ValueError("its reply does not match its hash")
     return entry
+
+
+@dataclass
+class CacheAudit:
+    """What ``verify`` finds in the cache: entries that are not sound, and
+    sound entries no document in the KB uses (its content is gone)."""
+
+    entries: int = 0
+    damaged: list[tuple[Path, str]] = field(default_factory=list)
+    unused: list[Path] = field(default_factory=list)
+
+
+def audit(cache: ReplyCache, used_sources: set[str]) -> CacheAudit:
+    found = CacheAudit()
+    for path, entry in cache.scan():
+        found.entries += 1
+        if isinstance(entry, str):
+            found.damaged.append((path, entry))
+        elif entry.source_sha256 not in used_sources:
+            found.unused.append(path)
+    return found
+
+
+def prune(paths: list[Path]) -> int:
+    """Delete entries (unused or damaged: a damaged one would be asked
+    again anyway); the directory is fsynced once."""
+    for path in paths:
+        fsio.unlink(path, sync=False)
+    if paths:
+        fsio.fsync_dir(paths[0].parent)
+    return len(paths)
