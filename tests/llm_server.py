@@ -24,7 +24,10 @@ class ChatServer:
         self.script: list[tuple[int, dict[str, str], bytes | None]] = []  # served first, in order
         self.fail_titles: set[str] = set()  # always 500 for these
         self.status_always: int | None = None  # e.g. 401
-        self.hold = threading.Event()  # while set, requests wait (to kill a client mid-run)
+        # After this many replies, requests wait until ``release`` is set, then
+        # get a 503 (to kill a client mid-run with calls in flight).
+        self.hold_after: int | None = None
+        self.release = threading.Event()
         self.lock = threading.Lock()
         self.requests = 0
         self.answered: Counter[str] = Counter()  # prompt hash -> replies sent
@@ -42,7 +45,7 @@ class ChatServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.hold.clear()
+        self.release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
@@ -67,12 +70,15 @@ class ChatServer:
             return status, headers, raw if raw is not None else _error(status)
         if title in self.fail_titles:
             return 500, {}, _error(500)
-        while self.hold.is_set():
-            time.sleep(0.01)
         if self.latency_s:
             time.sleep(self.latency_s)
         with self.lock:
-            self.answered[prompt] += 1
+            held = self.hold_after is not None and sum(self.answered.values()) >= self.hold_after
+            if not held:
+                self.answered[prompt] += 1
+        if held:
+            self.release.wait()
+            return 503, {}, _error(503)
         reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                  "choices": [{"index": 0, "finish_reason": "stop", "message": {
                      "role": "assistant",

@@ -164,7 +164,7 @@ class LlmClient:
                 raise _Retryable(f"server error ({exc.status_code})") from None
             raise LlmCallFailed(f"request refused ({exc.status_code}): "
                                 f"{_short(str(exc.message))}") from None
-        except openai.APIError as exc:  # a body that is not JSON, among others
+        except (openai.APIError, ValueError) as exc:  # a 200 whose body is not JSON, ...
             raise _Retryable(f"unreadable reply ({_short(str(exc))})") from None
         text = _reply_text(response)
         if text is None:

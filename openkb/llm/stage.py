@@ -21,6 +21,7 @@ import hashlib
 import logging
 from collections.abc import Container, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,21 +84,16 @@ class LlmStage:
 
     def _report(self, seq: int, future: Future[Outcome]) -> None:
         self._reported.add(seq)
-        try:
-            outcome = future.result()
-        except Exception as exc:  # a bug or an I/O error in the stage: the page is as prepared
-            log.warning("LLM stage failed on a document (%s); it keeps its extractive "
-                        "summary", exc)
-            outcome = None
-        if outcome is None or outcome.failed:
+        outcome = future.result()
+        if outcome.failed:
             self.pending += 1
         stopped = self.summarizer.stopped
         if stopped and not self._stop_reported:
             self._stop_reported = True  # one event; the report says it once to the user
             self.progress.emit("llm_stopped", "point", "llm", error=stopped)
         self.progress.emit("llm", "progress", "llm", **self.counters(),
-                           outcome="cached" if outcome and outcome.cached else
-                           "failed" if outcome is None or outcome.failed else "answered")
+                           outcome="cached" if outcome.cached else
+                           "failed" if outcome.failed else "answered")
 
     def counters(self) -> dict[str, Any]:
         stats = self.summarizer.stats.as_dict()
@@ -113,16 +109,24 @@ class LlmStage:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _summarize(self, doc: PreparedDocument) -> Outcome:
-        source = Path(doc.staged_source).read_text(encoding="utf-8")
-        outcome = self.summarizer.summarize(doc.info, source, doc.source_sha256)
+        try:
+            source = Path(doc.staged_source).read_text(encoding="utf-8")
+            outcome = self.summarizer.summarize(doc.info, source, doc.source_sha256)
+            if outcome.info.summary != doc.info.summary:
+                # The staged page is replaced whole (old or new, never half);
+                # the commit publishes it.
+                page = pages.render_summary(doc.name, doc.ext, doc.size,
+                                            outcome.info).encode("utf-8")
+                fsio.write_atomic(Path(doc.staged_summary), page)
+                doc.summary_sha256 = hashlib.sha256(page).hexdigest()
+        except Exception as exc:  # an I/O error (the cache's disk), or a bug: this document only
+            log.warning("LLM stage failed on %s (%s); it keeps its extractive summary",
+                        doc.display, exc)
+            reason = f"LLM stage error: {exc}"
+            outcome = Outcome(replace(doc.info, summary_pending=reason), failed=reason)
         doc.timings_ms["llm_wait"] = round(outcome.wait_ms, 3)
         if outcome.failed:
             self.failed_sources.add(doc.source_sha256)
-        if outcome.info.summary != doc.info.summary:
-            # The staged page is replaced whole; the commit publishes it.
-            page = pages.render_summary(doc.name, doc.ext, doc.size, outcome.info).encode("utf-8")
-            fsio.write_atomic(Path(doc.staged_summary), page)
-            doc.summary_sha256 = hashlib.sha256(page).hexdigest()
         doc.info = outcome.info
         return outcome
 
