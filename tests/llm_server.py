@@ -23,6 +23,8 @@ class ChatServer:
         self.latency_s = latency_s
         self.script: list[tuple[int, dict[str, str], bytes | None]] = []  # served first, in order
         self.fail_titles: set[str] = set()  # always 500 for these
+        self.slow_first = 0  # this many requests answer only after slow_s (timeouts)
+        self.slow_s = 0.0
         self.status_always: int | None = None  # e.g. 401
         # After this many replies, requests wait until ``release`` is set, then
         # get a 503 (to kill a client mid-run with calls in flight).
@@ -63,6 +65,7 @@ class ChatServer:
             self.requests += 1
             self.asked_at.append(time.monotonic())
             scripted = self.script.pop(0) if self.script else None
+            slow = self.requests <= self.slow_first
         if self.status_always is not None:
             return self.status_always, {}, _error(self.status_always)
         if scripted is not None:
@@ -70,6 +73,9 @@ class ChatServer:
             return status, headers, raw if raw is not None else _error(status)
         if title in self.fail_titles:
             return 500, {}, _error(500)
+        if slow:
+            time.sleep(self.slow_s)
+            return 200, {}, b"{}"  # too late: the client has given up
         if self.latency_s:
             time.sleep(self.latency_s)
         with self.lock:

@@ -216,3 +216,28 @@ def test_sigkill_mid_run_then_rerun_never_asks_a_prompt_twice(
     for i in range(8):
         assert f"LLM summary of Doc {i}:" in page(kb, f"d{i:02}")
     verify_ok(kb)
+
+
+def test_a_timeout_is_retried(kb: Path, tmp_path: Path, server: ChatServer) -> None:
+    configure(kb, server, timeout_s=0.5)
+    server.slow_first, server.slow_s = 1, 2.0
+    result = add(kb, docs(tmp_path, 1))
+    assert result.code == 0, result.err
+    assert server.requests == 2
+    assert "LLM summary of Doc 0" in page(kb, "d00")
+
+
+def test_progress_and_debug_timing_carry_the_llm_counters(kb: Path, tmp_path: Path,
+                                                         server: ChatServer) -> None:
+    configure(kb, server)
+    events = tmp_path / "events.jsonl"
+    result = openkb_in_process("--kb", str(kb), "--debug", "--progress-jsonl", str(events),
+                               "add", str(docs(tmp_path, 3)), "--llm")
+    assert result.code == 0, result.err
+    llm = [json.loads(line)["llm"] for line in events.read_text().splitlines()
+           if json.loads(line)["event"] == "llm"]
+    assert len(llm) == 3
+    last = llm[-1]
+    assert (last["done"], last["total"], last["calls"], last["in_flight"]) == (3, 3, 3, 0)
+    assert last["tokens_in"] > 0 and last["tokens_out"] == 36
+    assert result.err.count("llm_wait=") == 3

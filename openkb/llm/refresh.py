@@ -95,7 +95,8 @@ def _summarize_rows(kb: KB, progress: Progress, summarizer: Summarizer,
                 report.answered += 1
             progress.emit("llm", "progress", "llm", doc=row.name,
                           llm={**summarizer.stats.as_dict(), "total": len(rows),
-                               "cached": report.cached, "pending": report.pending},
+                               "done": len(outcomes), "cached": report.cached,
+                               "pending": report.pending},
                           outcome="failed" if outcome.failed else
                           "cached" if outcome.cached else "answered")
     except BaseException:

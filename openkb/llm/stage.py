@@ -42,6 +42,7 @@ class LlmStage:
         self._futures: dict[int, Future[Outcome]] = {}
         self._reported: set[int] = set()
         self.total = 0
+        self.done = 0  # calls over (answered, cached or failed)
         self.pending = 0  # documents committed without their LLM summary
         self._stop_reported = False
         self.failed_sources: set[str] = set()  # source_sha256 of documents whose call failed
@@ -84,6 +85,7 @@ class LlmStage:
 
     def _report(self, seq: int, future: Future[Outcome]) -> None:
         self._reported.add(seq)
+        self.done += 1
         outcome = future.result()
         if outcome.failed:
             self.pending += 1
@@ -97,8 +99,8 @@ class LlmStage:
 
     def counters(self) -> dict[str, Any]:
         stats = self.summarizer.stats.as_dict()
-        return {"llm": {**stats, "total": self.total, "cached": self.summarizer.cache_hits,
-                        "pending": self.pending}}
+        return {"llm": {**stats, "total": self.total, "done": self.done,
+                        "cached": self.summarizer.cache_hits, "pending": self.pending}}
 
     def close(self, *, interrupted: bool) -> None:
         """Done with the stage. ``interrupted``: calls not started are
