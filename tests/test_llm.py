@@ -241,3 +241,28 @@ def test_progress_and_debug_timing_carry_the_llm_counters(kb: Path, tmp_path: Pa
     assert (last["done"], last["total"], last["calls"], last["in_flight"]) == (3, 3, 3, 0)
     assert last["tokens_in"] > 0 and last["tokens_out"] == 36
     assert result.err.count("llm_wait=") == 3
+
+
+def test_a_kb_of_an_earlier_release_gets_llm_summaries(tmp_path: Path,
+                                                       server: ChatServer) -> None:
+    """openkb 0.1's KB (tests/fixtures): upgraded by its first command, with
+    the index of pending documents; its documents then take LLM summaries."""
+    import sqlite3
+    import tarfile
+
+    with tarfile.open(Path(__file__).parent / "fixtures" / "crashed-kbs-0.1.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    kb = tmp_path / "crashed-kbs-0.1" / "add-registry_write.after"
+    configure(kb, server)
+    result = openkb_in_process("--kb", str(kb), "recompile", "--llm")
+    assert result.code == 0, result.err
+    with sqlite3.connect(kb / ".openkb" / "kb.sqlite") as conn:
+        assert conn.execute("SELECT name FROM migrations WHERE name = "
+                            "'llm-summaries-pending-index'").fetchall()
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = "
+                            "'documents_llm_pending'").fetchall()
+    names = [row.name for row in api.list_documents(str(kb), Progress())]
+    assert server.requests == len(names) == 3
+    for name in names:
+        assert "LLM summary of" in page(kb, name)
+    verify_ok(kb)
