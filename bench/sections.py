@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench import corpus, run
 from bench.growth import growth
+from bench.llm import llm_stage
 from bench.run import ROOT, add, fresh_kb, median
 
 SHARED = ROOT.parent / "shared" / "corpus"
@@ -190,4 +191,5 @@ def pdf_engines(out: Path, runs: int, quick: bool) -> list[Row]:
 
 
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
-            "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth}
+            "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
+            "llm": llm_stage}

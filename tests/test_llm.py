@@ -266,3 +266,40 @@ def test_a_kb_of_an_earlier_release_gets_llm_summaries(tmp_path: Path,
     for name in names:
         assert "LLM summary of" in page(kb, name)
     verify_ok(kb)
+
+
+def test_a_sweep_spares_cache_writes_in_flight_and_takes_dead_ones(kb: Path) -> None:
+    """The LLM stage writes the cache without the KB lock; a lock holder's
+    recovery sweep must not delete a live writer's temp file (it did: the
+    reply was lost and its document left pending)."""
+    from openkb.layout import KBLayout
+    from openkb.recovery import leftover_paths
+
+    cache = kb / ".openkb" / "llm-cache"
+    cache.mkdir()
+    live = cache / f".k1.json.openkb-tmp-{os.getpid()}-1"
+    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    dead = cache / f".k2.json.openkb-tmp-{dead_pid}-1"
+    live.write_text("{")
+    dead.write_text("{")
+    assert leftover_paths(KBLayout.at(kb)) == [dead]
+
+
+def test_ctrl_c_does_not_wait_for_calls_in_flight(kb: Path, tmp_path: Path) -> None:
+    """A blocked read cannot be interrupted, and the executor's threads are
+    joined at exit: the process waited up to timeout_s after Ctrl-C."""
+    with ChatServer(latency_s=60) as server:
+        configure(kb, server, concurrency=2, timeout_s=120)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENKB_", "OPENAI_"))}
+        env["PYTHONPATH"] = str(ROOT)
+        proc = subprocess.Popen([sys.executable, "-m", "openkb", "--kb", str(kb), "add",
+                                 str(docs(tmp_path, 4)), "--llm", "--jobs", "1"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while server.requests < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130  # not the 60 s the calls would take
+    verify_ok(kb)

@@ -24,12 +24,14 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from openkb.llm.settings import Endpoint
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 RETRY_AFTER_CAP_S = 300.0
+CANCEL_POLL_S = 0.1
 
 
 class LlmCallFailed(Exception):
@@ -122,7 +124,7 @@ class LlmClient:
                 raise LlmCallFailed("interrupted")
             self.stats.add(in_flight=1)
             try:
-                return self._call(messages)
+                return self._call_until_cancelled(messages)
             except _Retryable as exc:
                 if attempt >= settings.max_retries:
                     self.stats.add(failed=1)
@@ -136,6 +138,33 @@ class LlmClient:
                 raise
             finally:
                 self.stats.add(in_flight=-1)
+
+    def _call_until_cancelled(self, messages: list[dict[str, str]]) -> Reply:
+        """The call, on a daemon thread of its own, abandoned on cancel.
+
+        A blocked read cannot be interrupted (closing the client does not
+        wake it), and the executor's threads are joined when the interpreter
+        exits: after Ctrl-C, the process would wait up to ``timeout_s`` for
+        calls whose replies nobody will use. A daemon thread is not joined.
+        """
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                box["reply"] = self._call(messages)
+            except BaseException as exc:  # handed to the waiting thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="openkb-llm-call", daemon=True).start()
+        while not done.wait(CANCEL_POLL_S):
+            if self.cancel.is_set():
+                raise LlmCallFailed("interrupted")
+        if "error" in box:
+            raise box["error"]
+        return box["reply"]
 
     def _call(self, messages: list[dict[str, str]]) -> Reply:
         openai = self._openai

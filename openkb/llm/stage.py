@@ -39,6 +39,9 @@ class LlmStage:
         self.progress = progress
         self.pool = ThreadPoolExecutor(summarizer.endpoint.settings.concurrency,
                                        thread_name_prefix="openkb-llm")
+        # Load the client (the openai package takes a second or two to
+        # import) while the first files are converted, not after.
+        self.pool.submit(summarizer.client)
         self._futures: dict[int, Future[Outcome]] = {}
         self._reported: set[int] = set()
         self.total = 0
