@@ -34,6 +34,7 @@ class ChatServer:
         self.requests = 0
         self.answered: Counter[str] = Counter()  # prompt hash -> replies sent
         self.asked_at: list[float] = []
+        self.in_flight = self.max_in_flight = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -100,7 +101,14 @@ class ChatServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
-                status, headers, raw = server._respond(body)
+                with server.lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    status, headers, raw = server._respond(body)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))

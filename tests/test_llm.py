@@ -303,3 +303,24 @@ def test_ctrl_c_does_not_wait_for_calls_in_flight(kb: Path, tmp_path: Path) -> N
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130  # not the 60 s the calls would take
     verify_ok(kb)
+
+
+def test_calls_in_flight_are_bounded_by_concurrency_and_the_window(
+        kb: Path, tmp_path: Path) -> None:
+    """The stage lives inside the ingest's bounded window: however many
+    threads it may use, no more calls are in flight than documents the
+    window admits (jobs + prepare_buffer), and never more than concurrency."""
+    folder = docs(tmp_path, 12)
+    with ChatServer(latency_s=0.3) as server:
+        configure(kb, server, concurrency=3)
+        assert add(kb, folder, "--jobs", "1").code == 0
+        assert server.max_in_flight == 3
+    with ChatServer(latency_s=0.3) as server:
+        config = kb / ".openkb" / "config.yaml"
+        config.write_text(server.config_yaml(concurrency=16) + "prepare_buffer: 1\n")
+        more = docs(tmp_path, 12, folder="more")
+        for path in more.iterdir():  # other content, other prompts
+            path.write_text(path.read_text() + "\nAnother paragraph.\n")
+        assert add(kb, more, "--jobs", "1").code == 0
+        assert server.requests == 12 and server.max_in_flight <= 2  # jobs 1 + buffer 1
+    verify_ok(kb)

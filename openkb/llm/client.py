@@ -129,15 +129,16 @@ class LlmClient:
                 if attempt >= settings.max_retries:
                     self.stats.add(failed=1)
                     raise LlmCallFailed(f"{exc.reason} (after {attempt} retries)") from None
-                attempt += 1
-                self.stats.add(retries=1)
-                delay = exc.wait_s if exc.wait_s is not None else backoff_s(attempt)
-                self.cancel.wait(delay)
+                retry = exc
             except LlmCallFailed:
                 self.stats.add(failed=1)
                 raise
             finally:
                 self.stats.add(in_flight=-1)
+            # Waiting to retry is not a call in flight.
+            attempt += 1
+            self.stats.add(retries=1)
+            self.cancel.wait(retry.wait_s if retry.wait_s is not None else backoff_s(attempt))
 
     def _call_until_cancelled(self, messages: list[dict[str, str]]) -> Reply:
         """The call, on a daemon thread of its own, abandoned on cancel.

@@ -83,12 +83,15 @@ def build_messages(title: str, text: str, outline: list[OutlineEntry],
 
 def clean_reply(reply: str) -> str:
     """The reply as the page's summary section: trimmed, blank lines
-    squeezed, a leading heading (some models add one anyway) dropped."""
+    squeezed, a leading heading (some models add one anyway) dropped, and
+    any other heading made bold text, so the page keeps its own sections."""
     lines = reply.strip().splitlines()
     while lines and (lines[0].lstrip().startswith("#") or not lines[0].strip()):
         lines.pop(0)
     out: list[str] = []
     for line in lines:
+        if line.lstrip().startswith("#"):
+            line = f"**{line.strip().lstrip('#').strip()}**"
         if line.strip() or (out and out[-1]):
             out.append(line.rstrip() if line.strip() else "")
     return "\n".join(out).strip()
