@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench import corpus, run
 from bench.growth import growth
+from bench.llm import llm_stage
 from bench.run import ROOT, add, fresh_kb, median
 from bench.synthetic import commit_size
 
@@ -192,4 +193,4 @@ def pdf_engines(out: Path, runs: int, quick: bool) -> list[Row]:
 
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
             "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
-            "commit_size": commit_size}
+            "commit_size": commit_size, "llm": llm_stage}

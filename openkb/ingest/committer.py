@@ -110,9 +110,12 @@ class GroupCommitter:
 
     def _timing_line(self, doc: PreparedDocument, lock_wait_ms: float, prefilter_ms: float,
                      step_ms: dict[str, float], group: int) -> str:
+        prepare = {k: v for k, v in doc.timings_ms.items() if k != "llm_wait"}
         parts = [f"lock_wait={lock_wait_ms:.1f}ms",
                  f"prefilter={prefilter_ms:.1f}ms",
-                 f"prepare={sum(doc.timings_ms.values()):.1f}ms"]
+                 f"prepare={sum(prepare.values()):.1f}ms"]
+        if "llm_wait" in doc.timings_ms:  # time the LLM stage spent on its call
+            parts.append(f"llm_wait={doc.timings_ms['llm_wait']:.1f}ms")
         parts += [f"{step}={ms:.1f}ms" for step, ms in step_ms.items()]
         parts.append(f"commit={sum(step_ms.values()):.1f}ms")
         return f"{doc.name}: " + " ".join(parts) + (f" (group of {group})" if group > 1 else "")
