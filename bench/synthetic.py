@@ -87,7 +87,8 @@ def commit_size(out: Path, runs: int, quick: bool) -> list[tuple[str, str, str]]
                        if e.get("event") == "commit" and e.get("kind") == "done"]
             times.append(sum(e["dur_ms"] for e in commits))
             written = sum(e["page_bytes"] for e in commits)
-            names = sorted({n for e in commits for n in e["doc"]})
+            names = sorted({n for e in commits
+                            for n in (e["doc"] if isinstance(e["doc"], list) else [e["doc"]])})
             assert len(names) == 16 and openkb("--kb", str(kb), "remove", *names).returncode == 0
         measured[count] = median(times)
         rows.append((f"commits of the same 16 docs on a KB of {count:,}",
