@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from openkb.errors import ConfigError
+from openkb.llm.settings import LlmSettings, parse_llm_settings
 
 PDF_ENGINES = ("pdfium", "pypdf")  # openkb.prepare.pdf_text.ENGINES, without importing it
 _MAX_DELETE = re.compile(r"^\d+%?$|^\d+\.\d+%$")  # as openkb.sync.plan reads it
@@ -32,6 +33,7 @@ class Config:
     # `openkb sync` removes at most this many documents ("N") or this share
     # of those under the synced paths ("P%") unless told otherwise.
     sync_max_delete: str | int = "50%"
+    llm: LlmSettings = field(default_factory=LlmSettings)  # see openkb.llm.settings
 
     @property
     def jobs(self) -> int:
@@ -77,6 +79,8 @@ def _validated(values: dict[str, object], source: str) -> Config:
         elif key == "sync_max_delete":
             ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
                 isinstance(value, str) and _MAX_DELETE.match(value.strip()) is not None)
+        elif key == "llm" and not isinstance(value, LlmSettings):
+            values[key] = parse_llm_settings(value, source)
         if not ok:
             raise ConfigError(f"{source}: invalid value {value!r} for {key}")
     return Config(**values)  # type: ignore[arg-type]

@@ -179,6 +179,7 @@ _FLAG_HINTS = {
     "max_delete": "check that every path is mounted and whole; if those documents should "
                   "go, run it again with a higher --max-delete (a count, or a percentage "
                   "such as --max-delete 100%)",
+    "llm_model": "set llm.model in .openkb/config.yaml, or pass --llm-model MODEL",
 }
 
 

@@ -180,6 +180,8 @@ def _write_registry(writer: RegistryWriter, plan: Plan, changes: ChangeSet) -> N
         writer.insert_document(row)
     for move in plan.moved:
         writer.update_origin(move.name, move.origin)
+    for name, info in plan.info_updates.items():
+        writer.update_info(name, info)
     for name, sha in plan.summary_updates:
         writer.update_summary_sha(name, sha)
     writer.set_meta(INDEX_SHA_KEY, plan.index_sha256)

@@ -54,6 +54,18 @@ def _create_failures(conn: sqlite3.Connection) -> None:
         "ctime_ns INTEGER NOT NULL, reason TEXT NOT NULL, permanent INTEGER NOT NULL, "
         "first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, tries INTEGER NOT NULL"
         ") WITHOUT ROWID")
+# The JSON path of openkb.model.DocumentInfo.summary_pending in documents.info.
+LLM_PENDING_EXPR = "json_extract(info, '$.summary_pending')"
+
+
+def _llm_summaries(conn: sqlite3.Connection) -> None:
+    # Documents' info may now hold an LLM summary and, while one is owed, the
+    # reason it is pending; this index finds those (`status` counts them,
+    # the next LLM run retries them) without reading every row. An openkb
+    # that does not know this migration refuses the KB rather than failing
+    # on the new keys.
+    conn.execute(f"CREATE INDEX documents_llm_pending ON documents ({LLM_PENDING_EXPR}) "
+                 f"WHERE {LLM_PENDING_EXPR} IS NOT NULL")
 
 
 def _nothing_in_the_registry(conn: sqlite3.Connection) -> None:
@@ -64,6 +76,9 @@ def _nothing_in_the_registry(conn: sqlite3.Connection) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("catalog-pages", "wiki/index.md lists catalog pages (wiki/catalog/), not every "
               "document", _nothing_in_the_registry, recompile=True),
+    Migration("llm-summaries-pending-index",
+              "documents may hold an LLM summary, or the reason one is pending",
+              _llm_summaries),
     Migration("sync-stat-cache", "the registry keeps a stat cache (device, inode, size, "
               "mtime, ctime and hash per original), so unchanged files are not read again",
               _create_file_stats),

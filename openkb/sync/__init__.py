@@ -27,6 +27,7 @@ from openkb.ingest.report import AddReport, CancelToken
 
 if TYPE_CHECKING:
     from openkb.kb import KB, WaitCallback
+    from openkb.llm.summarizer import Summarizer
     from openkb.progress import Progress
 
 __all__ = ["SyncOptions", "SyncReport", "add_paths", "sync_paths"]
@@ -84,11 +85,12 @@ def sync_paths(kb: KB, inputs: list[str], progress: Progress, options: SyncOptio
 
 def add_paths(kb: KB, inputs: list[str], progress: Progress, *, jobs: int | None = None,
               cancel: CancelToken | None = None, lock_timeout: float | None = None,
-              on_lock_wait: WaitCallback | None = None, rehash: bool = False,
-              retry_failed: bool = False) -> AddReport:
+              on_lock_wait: WaitCallback | None = None, summarizer: Summarizer | None = None,
+              rehash: bool = False, retry_failed: bool = False) -> AddReport:
     """`openkb add`: :func:`openkb.ingest.add_paths`, with the failure ledger."""
     from openkb.sync.run import LedgerAddRun
 
     run = LedgerAddRun(kb, progress, jobs or kb.config.jobs, cancel or CancelToken(),
-                       lock_timeout, on_lock_wait, rehash=rehash, retry_failed=retry_failed)
+                       lock_timeout, on_lock_wait, summarizer, rehash=rehash,
+                       retry_failed=retry_failed)
     return run.execute(inputs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from typing import TYPE_CHECKING
 
 from openkb.commit import ChangeSet, Move, Removal, commit_changes
 from openkb.ingest.report import AddReport, CancelToken
@@ -26,6 +27,9 @@ from openkb.sync import SyncOptions, SyncReport
 from openkb.sync.ledger import Ledger
 from openkb.sync.plan import MoveCandidate, SyncPlan, check_removals, plan_sync, without
 
+if TYPE_CHECKING:
+    from openkb.llm.summarizer import Summarizer
+
 VANISHED_PER_TRANSACTION = 500
 
 log = logging.getLogger("openkb")
@@ -36,9 +40,11 @@ class LedgerAddRun(AddRun):
     before the pipeline and records in it what failed after."""
 
     def __init__(self, kb: KB, progress: Progress, jobs: int, cancel: CancelToken,
-                 lock_timeout: float | None, on_lock_wait: WaitCallback | None, *,
-                 rehash: bool = False, retry_failed: bool = False) -> None:
-        super().__init__(kb, progress, jobs, cancel, lock_timeout, on_lock_wait, rehash=rehash)
+                 lock_timeout: float | None, on_lock_wait: WaitCallback | None,
+                 summarizer: Summarizer | None = None, *, rehash: bool = False,
+                 retry_failed: bool = False) -> None:
+        super().__init__(kb, progress, jobs, cancel, lock_timeout, on_lock_wait, summarizer,
+                         rehash=rehash)
         self.retry_failed = retry_failed
         self.ledger: Ledger | None = None
         self.tried: list[ScanEntry] = []
