@@ -117,12 +117,16 @@ def init(path: str) -> InitResult:
 
 def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
         cancel: CancelToken | None = None, lock_timeout: float | None = None,
-        on_lock_wait: WaitCallback | None = None) -> AddReport:
+        on_lock_wait: WaitCallback | None = None, executor: str | None = None,
+        scheduler: str | None = None) -> AddReport:
+    """``executor``: process, thread or dask (see :mod:`openkb.executors`);
+    ``scheduler``: a Dask scheduler's address (implies dask)."""
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
     with _opened(kb_dir, "openkb add") as kb:
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
-                         lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
+                         lock_timeout=lock_timeout, on_lock_wait=on_lock_wait,
+                         executor=executor, scheduler=scheduler)
 
 
 @dataclass

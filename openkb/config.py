@@ -11,6 +11,7 @@ import yaml
 from openkb.errors import ConfigError
 
 PDF_ENGINES = ("pdfium", "pypdf")  # openkb.prepare.pdf_text.ENGINES, without importing it
+EXECUTORS = ("process", "thread", "dask")  # openkb.executors.EXECUTORS, likewise
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Config:
     key_terms_per_doc: int = 10
     chunk_chars: int = 1500
     pdf_engine: str = "pdfium"  # or "pypdf": see openkb.prepare.pdf_text
+    executor: str = "process"  # or "thread", "dask": see openkb.executors
+    dask_scheduler: str | None = None  # None: a LocalCluster of `jobs` workers
+    dask_inputs: str = "bytes"  # or "path": Dask workers read the files themselves
 
     @property
     def jobs(self) -> int:
@@ -69,6 +73,12 @@ def _validated(values: dict[str, object], source: str) -> Config:
             ok = isinstance(value, bool)
         elif key == "pdf_engine":
             ok = value in PDF_ENGINES
+        elif key == "executor":
+            ok = value in EXECUTORS
+        elif key == "dask_inputs":
+            ok = value in ("bytes", "path")
+        elif key == "dask_scheduler":
+            ok = value is None or (isinstance(value, str) and bool(value.strip()))
         if not ok:
             raise ConfigError(f"{source}: invalid value {value!r} for {key}")
     return Config(**values)  # type: ignore[arg-type]

@@ -88,6 +88,13 @@ def add(
     jobs: Annotated[int | None, typer.Option(
         "--jobs", "-j", min=1, help="Worker processes (default: config "
         "file_processing_jobs, else one per core).")] = None,
+    executor: Annotated[str | None, typer.Option(
+        "--executor", help="Where files are prepared: process (default), thread, or dask "
+        "(config executor).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", metavar="ADDRESS", help="A Dask scheduler to prepare on, e.g. "
+        "tcp://host:8786 (implies --executor dask; without it, dask starts a local "
+        "cluster).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Add documents (Markdown, text, HTML, PDF); directories are walked recursively."""
@@ -109,7 +116,8 @@ def add(
             progress.subscribe(view)
         try:
             report = api.add(opts.kb, paths, progress, jobs=jobs, cancel=cancel,
-                             lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait)
+                             lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait,
+                             executor=executor, scheduler=scheduler)
         finally:
             if view is not None:
                 view.close()

@@ -175,6 +175,7 @@ def interruptible(quiet: bool) -> Iterator[CancelToken]:
 # before the API sees it.)
 _FLAG_HINTS = {
     "lock_timeout": "wait for it to finish, or raise --lock-timeout",
+    "scheduler": "drop --scheduler, or use --executor dask",
     "kb_dir": "pass --kb DIR, set OPENKB_DIR, or create one with `openkb init DIR`",
 }
 
