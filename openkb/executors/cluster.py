@@ -55,8 +55,7 @@ class DaskExecutor(FutureExecutor):
     def __init__(self, jobs: int, limits: PrepareLimits, *, timeout_s: float, memory_mb: int,
                  on_event: EventSink | None, scheduler: str | None, send_bytes: bool) -> None:
         distributed = _distributed()
-        # Its reconnect attempts and worker deaths are ours to report, once.
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        _quiet_logs()
         self._cluster: Any = None
         try:
             if scheduler:
@@ -94,9 +93,12 @@ class DaskExecutor(FutureExecutor):
                 failure = FileFailure(task.seq, task.display, describe_failure(exc, None))
                 self._done.put((token, Finished(failure, 0.0)))
                 return
-        future = self._client.submit(
-            prepare_remote, token, task, self._limits, data, self._timeout_s, self._memory_mb,
-            key=f"openkb-prepare-{self._run_key}-{token}", pure=False)
+        key = f"openkb-prepare-{self._run_key}-{token}-{self._slots[token].launches}"
+        try:
+            future = self._client.submit(prepare_remote, token, task, self._limits, data,
+                                         self._timeout_s, self._memory_mb, key=key, pure=False)
+        except OSError as exc:  # the connection to the scheduler is gone
+            raise self._lost() from exc
         self._futures[token] = future
         future.add_done_callback(lambda f: self._done.put((token, f)))
 
@@ -113,15 +115,22 @@ class DaskExecutor(FutureExecutor):
     def collect(self, timeout: float) -> list[Finished]:
         if self._slots and self._client.status not in ("running", "newly-created"):
             raise self._lost()
-        return super().collect(timeout)
+        try:
+            return super().collect(timeout)
+        except OSError as exc:  # the connection to the scheduler is gone
+            raise self._lost() from exc
 
-    def _finish(self, token: int, slot: Slot, payload: Any) -> Finished:
+    def _finish(self, token: int, slot: Slot, payload: Any) -> Finished | None:
         if isinstance(payload, Finished):
             return payload
         self._futures.pop(token, None)
         task = slot.task
         if payload.status == "finished":
-            result, dur_ms, outcome, peak, address = pickle.loads(payload.result())
+            try:
+                blob = payload.result()
+            except Exception as exc:  # released meanwhile: the scheduler went away
+                raise self._lost() from exc
+            result, dur_ms, outcome, peak, address = pickle.loads(blob)
             self.peak_rss_mib = max(self.peak_rss_mib, peak)
             if isinstance(result, Built):
                 try:
@@ -134,6 +143,11 @@ class DaskExecutor(FutureExecutor):
             return Finished(result, dur_ms)
         if payload.status == "error":
             exc = payload.exception()
+            if isinstance(exc, self._killed_worker) and self._bystander(slot):
+                slot.launches += 1
+                slot.started = None
+                self._launch(token, task)
+                return None
             if isinstance(exc, self._killed_worker):
                 reason = ("the Dask workers converting it died each time (killed, or over "
                           f"their memory limit: worker_memory_mb = {self._memory_mb})")
@@ -141,6 +155,14 @@ class DaskExecutor(FutureExecutor):
                 reason = describe_failure(exc, self._memory_mb)
             return Finished(FileFailure(task.seq, task.display, reason), 0.0)
         raise self._lost()  # cancelled, and not by us: the scheduler is gone
+
+    @staticmethod
+    def _bystander(slot: Slot) -> bool:
+        """Did the task end as KilledWorker for others' deaths? The
+        scheduler counts a death against every task queued on the worker,
+        not only the one running; the task that kills its workers has run
+        on several of them."""
+        return slot.starts < 2 and slot.launches < 3
 
     def _lost(self) -> ExecutorFailed:
         return ExecutorFailed(
@@ -169,3 +191,11 @@ class DaskExecutor(FutureExecutor):
             with contextlib.suppress(Exception):
                 self._cluster.close(timeout=10)
 
+
+
+def _quiet_logs() -> None:
+    """Dask logs each reconnect attempt and worker death, with tracebacks,
+    on the user's terminal; the run reports what matters once, itself."""
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)

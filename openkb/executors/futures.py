@@ -28,6 +28,8 @@ class Slot:
     submitted: float
     started: float | None = None  # when a worker began it (from its start report)
     where: int | str = 0  # the thread's index, or the Dask worker's address
+    starts: int = 0  # how often a worker began it (a Dask task may run again elsewhere)
+    launches: int = 1
 
 
 class FutureExecutor:
@@ -96,6 +98,7 @@ class FutureExecutor:
         return True
 
     def _finish(self, token: int, slot: Slot, payload: Any) -> Finished | None:
+        """None: the task was launched again, and is still out."""
         raise NotImplementedError
 
     def _abandon(self, token: int, slot: Slot) -> None:
@@ -115,7 +118,8 @@ class FutureExecutor:
         while not self._started.empty():
             token, where, when = self._started.get_nowait()
             slot = self._slots.get(token)
-            if slot is not None and slot.started is None:
+            if slot is not None:
+                slot.starts += 1
                 slot.started, slot.where = when, where
 
     def _next_deadline(self) -> float:
