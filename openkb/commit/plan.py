@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from openkb import index_md, pages
+from openkb import pages
 from openkb.commit.actions import Action, Append, Attic, Publish, Rewrite, Stash
+from openkb.commit.catalog_plan import full_catalog, next_catalog
 from openkb.commit.journal import Journal
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
@@ -56,7 +57,6 @@ class Plan:
     index_sha256: str  # of the index.md this plan writes, recorded in the registry
 
 
-INDEX_SHA_KEY = "index_sha256"
 A = TypeVar("A", bound=Action)
 
 
@@ -131,11 +131,17 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     if changes.recompile:
         concept_counts = dict(registry.concepts())
         _plan_recompile(layout, registry, acts, concept_counts, summary_updates)
-        index_text = index_md.render_index(registry.catalog(), sorted(concept_counts.items()))
+        compiled = full_catalog(layout, registry.catalog(), list(concept_counts))
     else:
         concept_counts = _plan_concepts(layout, registry, acts, changes, removed_rows)
-        index_text = _next_index(layout, registry, changes, removed_names, concept_counts)
+        compiled = next_catalog(layout, registry, changes.added, removed_names, concept_counts)
+    index_text = compiled.index
     acts.rewrite(layout.INDEX_REL, index_text)
+    for rel, page in sorted(compiled.pages.items()):
+        if page is None:
+            acts.drop(rel)
+        else:
+            acts.rewrite(rel, page)
     acts.append(layout.LOG_REL, _log_lines(changes, removed_rows, now, txid))
     rows = [
         DocumentRow(
@@ -262,32 +268,6 @@ def _plan_concepts(layout: KBLayout, registry: Registry, acts: _Actions, changes
             docs += [(d.name, d.info.title) for d in arriving]
             acts.rewrite(rel, pages.render_concept(term, docs))
     return counts
-
-
-def _next_index(layout: KBLayout, registry: Registry, changes: ChangeSet,
-                removed_names: list[str], concept_counts: dict[str, int]) -> str:
-    """index.md after the change: spliced into the current file when that is
-    exactly what openkb last wrote, else rendered from the registry."""
-    added = [(d.name, d.info.title, d.info.kind) for d in changes.added]
-    try:
-        current = layout.index_md.read_bytes()
-    except FileNotFoundError:
-        current = None
-    if current is not None and hashlib.sha256(current).hexdigest() == registry.meta(
-            INDEX_SHA_KEY):
-        spliced = index_md.splice_index(current.decode("utf-8"), added=added,
-                                        removed=removed_names, concept_counts=concept_counts)
-        if spliced is not None:
-            return spliced
-    removed = set(removed_names)
-    catalog = [entry for entry in registry.catalog() if entry[0] not in removed] + added
-    concepts = dict(registry.concepts())
-    for term, count in concept_counts.items():
-        if count >= 2:
-            concepts[term] = count
-        else:
-            concepts.pop(term, None)
-    return index_md.render_index(catalog, sorted(concepts.items()))
 
 
 def _plan_recompile(layout: KBLayout, registry: Registry, acts: _Actions,

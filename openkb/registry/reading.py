@@ -124,6 +124,18 @@ class Registry:
             "SELECT name, title, kind FROM documents ORDER BY name"
         ).fetchall()
 
+    def catalog_from(self, name: str, limit: int) -> list[tuple[str, str, str]]:
+        """The catalog's first ``limit`` documents at or after ``name``."""
+        return self._conn.execute(
+            "SELECT name, title, kind FROM documents WHERE name >= ? ORDER BY name LIMIT ?",
+            (name, limit)).fetchall()
+
+    def concepts_from(self, term: str, limit: int) -> list[str]:
+        """The first ``limit`` concepts (terms of two or more documents) at or after ``term``."""
+        return [t for (t,) in self._conn.execute(
+            "SELECT term FROM terms WHERE term >= ? AND doc_count >= 2 ORDER BY term LIMIT ?",
+            (term, limit))]
+
     def count_documents(self) -> int:
         return self._conn.execute("SELECT count(*) FROM documents").fetchone()[0]
 
@@ -153,6 +165,16 @@ class Registry:
     def term_count(self, term: str) -> int:
         row = self._conn.execute("SELECT doc_count FROM terms WHERE term = ?", (term,)).fetchone()
         return row[0] if row else 0
+
+    def term_counts_of(self, terms: list[str]) -> dict[str, int]:
+        """Documents per term, for these terms (0 for a term no document has)."""
+        counts = dict.fromkeys(terms, 0)
+        for at in range(0, len(terms), 500):  # under SQLite's limit on parameters
+            part = terms[at:at + 500]
+            counts.update(self._conn.execute(
+                f"SELECT term, doc_count FROM terms WHERE term IN ({','.join('?' * len(part))})",
+                part))
+        return counts
 
     def meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
