@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bench import corpus, run
+from bench.executors import executors as _executors
 from bench.growth import growth
 from bench.run import ROOT, add, fresh_kb, median
 
@@ -189,5 +190,10 @@ def pdf_engines(out: Path, runs: int, quick: bool) -> list[Row]:
     return rows
 
 
+def executors(out: Path, runs: int, quick: bool) -> list[Row]:
+    return _executors(out, runs, quick, SHARED)
+
+
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
-            "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth}
+            "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
+            "executors": executors}

@@ -27,7 +27,7 @@ from openkb.errors import ExecutorFailed, FileRejected, UsageError
 from openkb.executors.futures import FutureExecutor, Slot
 from openkb.executors.remote import TOPIC, prepare_remote
 from openkb.model import FileFailure, PrepareTask
-from openkb.prepare.pool import EventSink, Finished
+from openkb.prepare.pool import PREFETCH, EventSink, Finished
 from openkb.prepare.stage import Built, PrepareLimits, read_input, stage_built
 from openkb.prepare.worker import describe_failure, prepare_event
 
@@ -35,9 +35,11 @@ CONNECT_TIMEOUT_S = 20
 # What a Dask worker process takes before its first file: its memory_limit
 # is this plus worker_memory_mb.
 WORKER_BASELINE_MB = 512
-# Tasks out per worker thread: one running, one waiting on the worker so it
-# goes on without a round trip to this process.
-TASKS_PER_THREAD = 2
+# Tasks out per worker thread, as the process pool's PREFETCH: every result
+# is a round trip through the scheduler, and a worker must not idle through
+# it. The scheduler holds the surplus back (worker-saturation), so a worker
+# that dies takes only its few with it.
+TASKS_PER_THREAD = 1 + PREFETCH
 
 
 def _distributed() -> Any:

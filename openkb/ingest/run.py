@@ -121,7 +121,13 @@ class AddRun:
 
     def _preparer(self, workers: int) -> Preparer:
         on_event = self.progress.forward if self.progress.active else None
-        return open_executor(self.config, workers, on_event)
+        start = time.perf_counter()
+        executor = open_executor(self.config, workers, on_event)
+        # Which executor, and what starting it cost (a Dask cluster: seconds).
+        self.progress.emit("executor", "point", "prepare", executor=self.config.executor,
+                           workers=workers, scheduler=getattr(executor, "scheduler", None),
+                           startup_ms=round((time.perf_counter() - start) * 1000, 3))
+        return executor
 
     def _pipeline(self, entries: list[ScanEntry]) -> None:
         # Finish a crashed commit first if nobody holds the lock: the names
