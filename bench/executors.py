@@ -52,4 +52,23 @@ def executors(out: Path, runs: int, quick: bool, shared: Path) -> list[Row]:
             rows.append((f"{label} ({files} files), jobs 2, {name}",
                          f"{wall:.2f} s wall, start-up {startup:.2f} s, "
                          f"{per_file_ms:+.1f} ms/file vs process", ""))
+    return rows + io_bound(out, runs, quick)
+
+
+def io_bound(out: Path, runs: int, quick: bool) -> list[Row]:
+    """An I/O-bound prepare (each task waits 50 ms, as on an LLM call), with
+    more jobs than cores: threads wait as well as processes do, without a
+    process, its start-up and its memory per job."""
+    count, jobs = (100, 8) if quick else (400, 16)
+    docs = corpus.generate(out / f"gen-exec-{count}", count, seed=13)
+    rows: list[Row] = []
+    for name in ("process", "thread"):
+        walls, rss = [], []
+        for _ in range(1 if quick else runs):
+            kb = fresh_kb(out / f"kb-io-{name}", f"executor: {name}\n")
+            result = add(kb, [docs], jobs=jobs, env={"OPENKB_PREPARE_SLEEP_MS": "50"})
+            walls.append(result.wall_s)
+            rss.append(result.peak_rss_mib)
+        rows.append((f"{count} docs + 50 ms I/O wait each, jobs {jobs}, {name}",
+                     f"{median(walls):.2f} s wall, peak RSS {median(rss):.0f} MiB", ""))
     return rows

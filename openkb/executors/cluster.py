@@ -21,12 +21,13 @@ import contextlib
 import logging
 import pickle
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from openkb.errors import ExecutorFailed, FileRejected, UsageError
 from openkb.executors.futures import FutureExecutor, Slot
 from openkb.executors.remote import TOPIC, prepare_remote
-from openkb.model import FileFailure, PrepareTask
+from openkb.model import FileFailure, PreparedDocument, PrepareTask
 from openkb.prepare.pool import PREFETCH, EventSink, Finished
 from openkb.prepare.stage import Built, PrepareLimits, read_input, stage_built
 from openkb.prepare.worker import describe_failure, prepare_event
@@ -40,6 +41,7 @@ WORKER_BASELINE_MB = 512
 # it. The scheduler holds the surplus back (worker-saturation), so a worker
 # that dies takes only its few with it.
 TASKS_PER_THREAD = 1 + PREFETCH
+STAGING_THREADS = 2
 
 
 def _distributed() -> Any:
@@ -66,7 +68,9 @@ class DaskExecutor(FutureExecutor):
             else:
                 self._cluster = distributed.LocalCluster(
                     n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=None, silence_logs=logging.CRITICAL,
+                    # Its HTTP server (metrics; a dashboard if bokeh is installed) on
+                    # loopback and any free port: two runs side by side must not clash.
+                    dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
                     memory_limit=f"{memory_mb + WORKER_BASELINE_MB}MiB")
                 self._client = distributed.Client(self._cluster, set_as_default=False)
         except (OSError, TimeoutError) as exc:
@@ -84,6 +88,7 @@ class DaskExecutor(FutureExecutor):
         self._run_key = uuid.uuid4().hex[:12]
         self._futures: dict[int, Any] = {}
         self._killed_worker = distributed.KilledWorker
+        self._stager = ThreadPoolExecutor(STAGING_THREADS, thread_name_prefix="openkb-stage")
         self._client.subscribe_topic(TOPIC, self._on_start)
 
     def _launch(self, token: int, task: PrepareTask) -> None:
@@ -135,11 +140,11 @@ class DaskExecutor(FutureExecutor):
             result, dur_ms, outcome, peak, address = pickle.loads(blob)
             self.peak_rss_mib = max(self.peak_rss_mib, peak)
             if isinstance(result, Built):
-                try:
-                    result = stage_built(task, result)
-                except OSError as exc:
-                    result, outcome = FileFailure(task.seq, task.display,
-                                                  describe_failure(exc, None)), "error"
+                # Staging fsyncs four times: on threads, beside the commits
+                # (as process workers stage beside them), not in their way.
+                slot.started = None  # converted: no deadline while it is staged
+                self._stager.submit(self._stage, token, task, result, dur_ms, address)
+                return None
             self._emit(prepare_event(task, "done", pid=None, worker=0, rss=0.0, dur_ms=dur_ms,
                                      outcome=outcome, bytes=task.size, address=address))
             return Finished(result, dur_ms)
@@ -157,6 +162,19 @@ class DaskExecutor(FutureExecutor):
                 reason = describe_failure(exc, self._memory_mb)
             return Finished(FileFailure(task.seq, task.display, reason), 0.0)
         raise self._lost()  # cancelled, and not by us: the scheduler is gone
+
+    def _stage(self, token: int, task: PrepareTask, built: Built, dur_ms: float,
+               address: str) -> None:
+        """On a staging thread: write the returned document's staging dir."""
+        outcome = "ok"
+        try:
+            result: PreparedDocument | FileFailure = stage_built(task, built)
+        except OSError as exc:
+            result, outcome = FileFailure(task.seq, task.display,
+                                          describe_failure(exc, None)), "error"
+        self._emit(prepare_event(task, "done", pid=None, worker=0, rss=0.0, dur_ms=dur_ms,
+                                 outcome=outcome, bytes=task.size, address=address))
+        self._done.put((token, Finished(result, dur_ms)))
 
     @staticmethod
     def _bystander(slot: Slot) -> bool:
@@ -179,6 +197,8 @@ class DaskExecutor(FutureExecutor):
                 future.cancel()
 
     def close(self) -> None:
+        # Wait for the staging writes: the run removes its staging dirs next.
+        self._stager.shutdown(wait=True, cancel_futures=True)
         futures = list(self._futures.values())
         self._futures.clear()
         with contextlib.suppress(Exception):

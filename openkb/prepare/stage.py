@@ -142,6 +142,11 @@ def write_staging(task: PrepareTask, data: bytes, source: bytes,
 def run_task(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument | PageTexts:
     """What a worker (or ``--jobs 1``) does with a task: read part of a long
     PDF, or prepare a whole file. Raises FileRejected with a reason."""
+    io_wait_ms = os.environ.get("OPENKB_PREPARE_SLEEP_MS")
+    if io_wait_ms:
+        # Test hook: a stand-in for an I/O-bound stage (an LLM call), so
+        # the bench can compare executors where threads are the right one.
+        time.sleep(float(io_wait_ms) / 1000)
     if task.part is None:
         return prepare_file(task, limits)
     data = read_input(task, limits)
