@@ -107,7 +107,7 @@ class DaskExecutor(FutureExecutor):
         except OSError as exc:  # the connection to the scheduler is gone
             raise self._lost() from exc
         self._futures[token] = future
-        future.add_done_callback(lambda f: self._done.put((token, f)))
+        future.add_done_callback(lambda f: self._done.put((token, _outcome(f))))
 
     def _on_start(self, event: tuple[float, dict[str, Any]]) -> None:
         """On the client's thread: a worker began a task."""
@@ -132,12 +132,9 @@ class DaskExecutor(FutureExecutor):
             return payload
         self._futures.pop(token, None)
         task = slot.task
-        if payload.status == "finished":
-            try:
-                blob = payload.result()
-            except Exception as exc:  # released meanwhile: the scheduler went away
-                raise self._lost() from exc
-            result, dur_ms, outcome, peak, address = pickle.loads(blob)
+        status, value = payload
+        if status == "finished":
+            result, dur_ms, outcome, peak, address = pickle.loads(value)
             self.peak_rss_mib = max(self.peak_rss_mib, peak)
             if isinstance(result, Built):
                 # Staging fsyncs four times: on threads, beside the commits
@@ -148,20 +145,21 @@ class DaskExecutor(FutureExecutor):
             self._emit(prepare_event(task, "done", pid=None, worker=0, rss=0.0, dur_ms=dur_ms,
                                      outcome=outcome, bytes=task.size, address=address))
             return Finished(result, dur_ms)
-        if payload.status == "error":
-            exc = payload.exception()
-            if isinstance(exc, self._killed_worker) and self._bystander(slot):
-                slot.launches += 1
-                slot.started = None
-                self._launch(token, task)
-                return None
-            if isinstance(exc, self._killed_worker):
-                reason = ("the Dask workers converting it died each time (killed, or over "
-                          f"their memory limit: worker_memory_mb = {self._memory_mb})")
-            else:
-                reason = describe_failure(exc, self._memory_mb)
+        if status == "error" and isinstance(value, self._killed_worker) \
+                and self._bystander(slot):
+            slot.launches += 1
+            slot.started = None
+            self._launch(token, task)
+            return None
+        if status == "error" and isinstance(value, self._killed_worker):
+            reason = ("the Dask workers converting it died each time (killed, or over "
+                      f"their memory limit: worker_memory_mb = {self._memory_mb})")
             return Finished(FileFailure(task.seq, task.display, reason), 0.0)
-        raise self._lost()  # cancelled, and not by us: the scheduler is gone
+        if status == "error":
+            reason = describe_failure(value, self._memory_mb)
+            return Finished(FileFailure(task.seq, task.display, reason), 0.0)
+        # Cancelled, and not by us, or its result gone: the scheduler is lost.
+        raise self._lost()
 
     def _stage(self, token: int, task: PrepareTask, built: Built, dur_ms: float,
                address: str) -> None:
@@ -213,6 +211,21 @@ class DaskExecutor(FutureExecutor):
             with contextlib.suppress(Exception):
                 self._cluster.close(timeout=10)
 
+
+
+def _outcome(future: Any) -> tuple[str, Any]:
+    """On Dask's callback thread: what a finished future holds. Fetched
+    there, not by collect(): each fetch is a round trip through the
+    client's event loop (~10 ms on a busy machine), and the main thread
+    has commits to run."""
+    try:
+        if future.status == "finished":
+            return "finished", future.result()
+        if future.status == "error":
+            return "error", future.exception()
+    except Exception as exc:  # released meanwhile: the scheduler went away
+        return "lost", exc
+    return future.status, None
 
 
 def _quiet_logs() -> None:
