@@ -12,6 +12,7 @@ from bench import corpus, run
 from bench.executors import executors as _executors
 from bench.growth import growth
 from bench.run import ROOT, add, fresh_kb, median
+from bench.synthetic import commit_size
 
 SHARED = ROOT.parent / "shared" / "corpus"
 CORES = os.cpu_count() or 1
@@ -196,4 +197,4 @@ def executors(out: Path, runs: int, quick: bool) -> list[Row]:
 
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
             "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
-            "executors": executors}
+            "commit_size": commit_size, "executors": executors}

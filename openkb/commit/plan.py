@@ -136,7 +136,8 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
         concept_counts = _plan_concepts(layout, registry, acts, changes, removed_rows)
         compiled = next_catalog(layout, registry, changes.added, removed_names, concept_counts)
     index_text = compiled.index
-    acts.rewrite(layout.INDEX_REL, index_text)
+    if not _holds(layout.index_md, index_text):  # most commits split or merge no page
+        acts.rewrite(layout.INDEX_REL, index_text)
     for rel, page in sorted(compiled.pages.items()):
         if page is None:
             acts.drop(rel)
@@ -159,6 +160,13 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     return Plan(journal, acts.publish, acts.rewrites, acts.compile_stashes, acts.appends, rows,
                 removed_names, summary_updates,
                 hashlib.sha256(index_text.encode("utf-8")).hexdigest())
+
+
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.read_bytes() == text.encode("utf-8")
+    except FileNotFoundError:
+        return False
 
 
 def _rows_to_remove(registry: Registry, changes: ChangeSet) -> dict[str, DocumentRow]:

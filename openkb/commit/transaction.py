@@ -48,7 +48,11 @@ def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     def step(name: str) -> contextlib.AbstractContextManager[None]:
         return _timed(progress, name, fields, step_ms)
 
-    with progress.span("commit", "commit", op=changes.op, **fields):
+    # What the compile step writes: the measure of a commit's cost that must
+    # not grow with the KB (bench: growth and commit_size).
+    page_bytes = sum(len(data) for _, data in (*plan.rewrites, *plan.appends))
+    with progress.span("commit", "commit", op=changes.op, pages=len(plan.rewrites) +
+                       len(plan.appends), page_bytes=page_bytes, **fields):
         try:
             with step("journal"):
                 crashpoint("journal.before")
