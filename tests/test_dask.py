@@ -55,7 +55,16 @@ def _reference(tmp_path: Path, docs: Path) -> str:
 def test_a_local_cluster_builds_the_same_kb_as_processes(tmp_path: Path, inputs: str) -> None:
     docs = mixed_corpus(tmp_path / "docs")
     kb = _kb(tmp_path, "kb-dask", f"dask_inputs: {inputs}\n")
-    report = api.add(str(kb), [str(docs)], Progress(), jobs=2, executor="dask")
+    progress, events = Progress(), []
+    progress.subscribe(events.append)
+    report = api.add(str(kb), [str(docs)], progress, jobs=2, executor="dask")
+    # The stream says which executor ran, and which Dask worker took each file.
+    executor = next(e for e in events if e["event"] == "executor")
+    assert executor["executor"] == "dask"
+    assert executor["scheduler"].startswith("tcp://127.0.0.1:")
+    starts = [e for e in events if e["event"] == "prepare" and e["kind"] == "start"]
+    assert all(e["address"].startswith("tcp://127.0.0.1:") for e in starts)
+    assert {e["worker"] for e in starts} <= {0, 1}
     assert [f.display for f in report.failed] == [str(docs / "empty.md")]
     assert report.failed[0].reason == "empty file (0 bytes)"
     verify_ok(kb)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -88,6 +89,8 @@ class DaskExecutor(FutureExecutor):
         self._run_key = uuid.uuid4().hex[:12]
         self._futures: dict[int, Any] = {}
         self._killed_worker = distributed.KilledWorker
+        self._numbers: dict[str, int] = {}
+        self._numbers_lock = threading.Lock()
         self._stager = ThreadPoolExecutor(STAGING_THREADS, thread_name_prefix="openkb-stage")
         self._client.subscribe_topic(TOPIC, self._on_start)
 
@@ -116,7 +119,8 @@ class DaskExecutor(FutureExecutor):
         self._report_start(token, message["address"])
         slot = self._slots.get(token)
         if slot is not None:
-            self._emit(prepare_event(slot.task, "start", pid=message["pid"], worker=0, rss=0.0,
+            self._emit(prepare_event(slot.task, "start", pid=message["pid"],
+                                     worker=self._number(message["address"]), rss=0.0,
                                      bytes=slot.task.size, address=message["address"]))
 
     def collect(self, timeout: float) -> list[Finished]:
@@ -142,8 +146,9 @@ class DaskExecutor(FutureExecutor):
                 slot.started = None  # converted: no deadline while it is staged
                 self._stager.submit(self._stage, token, task, result, dur_ms, address)
                 return None
-            self._emit(prepare_event(task, "done", pid=None, worker=0, rss=0.0, dur_ms=dur_ms,
-                                     outcome=outcome, bytes=task.size, address=address))
+            self._emit(prepare_event(task, "done", pid=None, worker=self._number(address),
+                                     rss=0.0, dur_ms=dur_ms, outcome=outcome,
+                                     bytes=task.size, address=address))
             return Finished(result, dur_ms)
         if status == "error" and isinstance(value, self._killed_worker) \
                 and self._bystander(slot):
@@ -170,9 +175,17 @@ class DaskExecutor(FutureExecutor):
         except OSError as exc:
             result, outcome = FileFailure(task.seq, task.display,
                                           describe_failure(exc, None)), "error"
-        self._emit(prepare_event(task, "done", pid=None, worker=0, rss=0.0, dur_ms=dur_ms,
-                                 outcome=outcome, bytes=task.size, address=address))
+        self._emit(prepare_event(task, "done", pid=None, worker=self._number(address),
+                                 rss=0.0, dur_ms=dur_ms, outcome=outcome, bytes=task.size,
+                                 address=address))
         self._done.put((token, Finished(result, dur_ms)))
+
+    def _number(self, address: str) -> int:
+        """A small number per Dask worker, as process workers have: the live
+        view and the Chrome trace keep one lane per worker (the events also
+        carry its address)."""
+        with self._numbers_lock:
+            return self._numbers.setdefault(address, len(self._numbers))
 
     @staticmethod
     def _bystander(slot: Slot) -> bool:
