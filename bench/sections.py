@@ -11,6 +11,7 @@ from pathlib import Path
 from bench import corpus, run
 from bench.executors import executors as _executors
 from bench.growth import growth
+from bench.llm import llm_stage
 from bench.run import ROOT, add, fresh_kb, median
 from bench.synthetic import commit_size
 
@@ -197,4 +198,4 @@ def executors(out: Path, runs: int, quick: bool) -> list[Row]:
 
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
             "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
-            "commit_size": commit_size, "executors": executors}
+            "commit_size": commit_size, "llm": llm_stage, "executors": executors}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from openkb.errors import ConfigError
+from openkb.llm.settings import LlmSettings, parse_llm_settings
 
 PDF_ENGINES = ("pdfium", "pypdf")  # openkb.prepare.pdf_text.ENGINES, without importing it
 EXECUTORS = ("process", "thread", "dask")  # openkb.executors.EXECUTORS, likewise
@@ -31,6 +32,7 @@ class Config:
     executor: str = "process"  # or "thread", "dask": see openkb.executors
     dask_scheduler: str | None = None  # None: a LocalCluster of `jobs` workers
     dask_inputs: str = "bytes"  # or "path": Dask workers read the files themselves
+    llm: LlmSettings = field(default_factory=LlmSettings)  # see openkb.llm.settings
 
     @property
     def jobs(self) -> int:
@@ -79,6 +81,8 @@ def _validated(values: dict[str, object], source: str) -> Config:
             ok = value in ("bytes", "path")
         elif key == "dask_scheduler":
             ok = value is None or (isinstance(value, str) and bool(value.strip()))
+        elif key == "llm" and not isinstance(value, LlmSettings):
+            values[key] = parse_llm_settings(value, source)
         if not ok:
             raise ConfigError(f"{source}: invalid value {value!r} for {key}")
     return Config(**values)  # type: ignore[arg-type]

@@ -103,6 +103,11 @@ class DocumentInfo:
     pages: int | None = None
     words: int = 0
     chars: int = 0
+    # Written by an LLM (openkb.llm); when empty, the page shows ``lead``.
+    summary: str = ""
+    # Why an LLM summary was asked for and not obtained; retried by the next
+    # command that asks for LLM summaries (see openkb.llm.refresh).
+    summary_pending: str = ""
 
 
 @dataclass(slots=True)

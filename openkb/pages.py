@@ -52,13 +52,19 @@ def _human_bytes(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def summary_text(info: DocumentInfo) -> str:
+    """The summary section: the LLM's (openkb.llm), else the lead paragraph."""
+    return info.summary or info.lead
+
+
 def render_summary(name: str, ext: str, size: int, info: DocumentInfo) -> str:
     title = one_line(info.title) or name
     lines = [f"# {title}", ""]
     facts = [f"[[sources/{name}|source text]]", f"original `raw/{name}{ext}`", info.kind]
     lines += ["> " + " · ".join(facts), ""]
-    if info.lead:
-        lines += ["## Summary", "", info.lead, ""]
+    summary = summary_text(info)
+    if summary:
+        lines += ["## Summary", "", summary, ""]
     if info.outline:
         lines += ["## Outline", ""]
         top = min(entry.level for entry in info.outline)

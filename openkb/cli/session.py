@@ -177,6 +177,7 @@ _FLAG_HINTS = {
     "lock_timeout": "wait for it to finish, or raise --lock-timeout",
     "scheduler": "drop --scheduler, or use --executor dask",
     "kb_dir": "pass --kb DIR, set OPENKB_DIR, or create one with `openkb init DIR`",
+    "llm_model": "set llm.model in .openkb/config.yaml, or pass --llm-model MODEL",
 }
 
 

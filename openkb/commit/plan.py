@@ -22,7 +22,7 @@ from openkb.commit.catalog_plan import full_catalog, next_catalog
 from openkb.commit.journal import Journal
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
-from openkb.model import PreparedDocument
+from openkb.model import DocumentInfo, PreparedDocument
 from openkb.registry import DocumentRow, Registry
 
 
@@ -36,12 +36,15 @@ class Removal:
 class ChangeSet:
     """What one transaction does: add documents, remove documents, or
     re-render every compiled page (``recompile``). An update is a removal
-    and an addition of the same name."""
+    and an addition of the same name. ``infos`` gives committed documents
+    a new summary (or pending mark, openkb.llm): their info in the registry
+    and their summary pages change, nothing else."""
 
     op: str
     added: list[PreparedDocument] = field(default_factory=list)
     removed: list[Removal] = field(default_factory=list)
     recompile: bool = False
+    infos: dict[str, DocumentInfo] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Plan:
     removed_names: list[str]
     summary_updates: list[tuple[str, str]]  # recompile: (name, new summary sha256)
     index_sha256: str  # of the index.md this plan writes, recorded in the registry
+    info_updates: dict[str, DocumentInfo] = field(default_factory=dict)  # ChangeSet.infos
 
 
 A = TypeVar("A", bound=Action)
@@ -128,9 +132,12 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     vacated = _plan_removals(layout, acts, changes, removed_rows)
     _plan_additions(layout, registry, acts, changes, removed_names, vacated)
     summary_updates: list[tuple[str, str]] = []
+    if changes.infos:
+        _plan_new_summaries(layout, registry, acts, changes.infos, summary_updates)
     if changes.recompile:
         concept_counts = dict(registry.concepts())
-        _plan_recompile(layout, registry, acts, concept_counts, summary_updates)
+        _plan_recompile(layout, registry, acts, concept_counts, summary_updates,
+                        skip=set(changes.infos))
         compiled = full_catalog(layout, registry.catalog(), list(concept_counts))
     else:
         concept_counts = _plan_concepts(layout, registry, acts, changes, removed_rows)
@@ -154,12 +161,13 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     ]
     journal = Journal(
         txid=txid, op=changes.op,
-        docs=sorted(set(removed_names) | {d.name for d in changes.added}), actions=acts.all,
+        docs=sorted(set(removed_names) | {d.name for d in changes.added} | set(changes.infos)),
+        actions=acts.all,
         staging=staging_dirs, created=now, pid=os.getpid(),
     )
     return Plan(journal, acts.publish, acts.rewrites, acts.compile_stashes, acts.appends, rows,
                 removed_names, summary_updates,
-                hashlib.sha256(index_text.encode("utf-8")).hexdigest())
+                hashlib.sha256(index_text.encode("utf-8")).hexdigest(), changes.infos)
 
 
 def _holds(path: Path, text: str) -> bool:
@@ -236,6 +244,9 @@ def _log_lines(changes: ChangeSet, removed_rows: dict[str, DocumentRow], now: st
         op = "update" if doc.name in removed_rows else "add"
         lines.append(pages.render_log_line(now, op, pages.doc_link(doc.name, doc.info.title),
                                            txid))
+    if changes.infos and not changes.recompile:
+        lines.append(pages.render_log_line(now, "summarize", f"{len(changes.infos)} "
+                                           "document(s)", txid))
     if changes.recompile:
         lines.append(pages.render_log_line(now, "recompile", "all pages", txid))
     return "".join(lines)
@@ -278,12 +289,27 @@ def _plan_concepts(layout: KBLayout, registry: Registry, acts: _Actions, changes
     return counts
 
 
+def _plan_new_summaries(layout: KBLayout, registry: Registry, acts: _Actions,
+                        infos: dict[str, DocumentInfo],
+                        summary_updates: list[tuple[str, str]]) -> None:
+    """Rewrite the summary page of each document given a new info."""
+    for name, info in sorted(infos.items()):
+        row = registry.document(name)
+        if row is None:
+            raise CommitFailed(f"cannot summarize {name!r}: it is not in the registry")
+        content = pages.render_summary(row.name, row.ext, row.bytes, info).encode("utf-8")
+        acts.rewrite(layout.summary_rel(name), content.decode("utf-8"))
+        summary_updates.append((name, hashlib.sha256(content).hexdigest()))
+
+
 def _plan_recompile(layout: KBLayout, registry: Registry, acts: _Actions,
                     concept_counts: dict[str, int],
-                    summary_updates: list[tuple[str, str]]) -> None:
-    """Re-render every summary and concept page from the registry; drop
-    concept pages that no concept backs."""
+                    summary_updates: list[tuple[str, str]], skip: set[str]) -> None:
+    """Re-render every summary (but those in ``skip``, planned already) and
+    concept page from the registry; drop concept pages that no concept backs."""
     for row in registry.documents():
+        if row.name in skip:
+            continue
         content = pages.render_summary(row.name, row.ext, row.bytes, row.info).encode("utf-8")
         path = layout.root / layout.summary_rel(row.name)
         if not path.exists() or path.read_bytes() != content:

@@ -178,6 +178,8 @@ def _write_registry(writer: RegistryWriter, plan: Plan, changes: ChangeSet) -> N
         writer.delete_document(name)
     for row in plan.rows:
         writer.insert_document(row)
+    for name, info in plan.info_updates.items():
+        writer.update_info(name, info)
     for name, sha in plan.summary_updates:
         writer.update_summary_sha(name, sha)
     writer.set_meta(INDEX_SHA_KEY, plan.index_sha256)

@@ -9,7 +9,7 @@ from dataclasses import fields
 
 import orjson
 
-from openkb.model import Chunk
+from openkb.model import Chunk, DocumentInfo
 from openkb.registry.migrations import PENDING_RECOMPILE_KEY
 from openkb.registry.rows import DOC_COLUMNS, DocumentRow, info_to_json
 from openkb.registry.schema import FTS_DDL, FTS_SHADOWS
@@ -110,6 +110,12 @@ class RegistryWriter:
 
     def update_summary_sha(self, name: str, sha256: str) -> None:
         self._conn.execute("UPDATE documents SET summary_sha256 = ? WHERE name = ?", (sha256, name))
+
+    def update_info(self, name: str, info: DocumentInfo) -> None:
+        """A new summary (or pending mark) for a committed document; its
+        title and terms, which other tables repeat, are unchanged."""
+        self._conn.execute("UPDATE documents SET info = ? WHERE name = ?",
+                           (info_to_json(info), name))
 
     def record_transaction(self, txid: str, op: str, docs: list[str], committed_at: str) -> None:
         self._conn.execute(
