@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bench import corpus, run
+from bench.executors import executors as _executors
 from bench.growth import growth
 from bench.llm import llm_stage
 from bench.resync import resync, resync_60k
@@ -193,9 +194,14 @@ def pdf_engines(out: Path, runs: int, quick: bool) -> list[Row]:
     return rows
 
 
+def executors(out: Path, runs: int, quick: bool) -> list[Row]:
+    return _executors(out, runs, quick, SHARED)
+
+
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
             "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
-            "commit_size": commit_size, "llm": llm_stage, "resync": resync,
+            "commit_size": commit_size, "llm": llm_stage, "executors": executors,
+            "resync": resync,
             "watch": watch_latency}
 # Not in a default run: its first add alone takes several minutes.
 OPTIONAL_SECTIONS = {"resync_60k": resync_60k}

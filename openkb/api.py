@@ -156,8 +156,11 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
         cancel: CancelToken | None = None, lock_timeout: float | None = None,
         on_lock_wait: WaitCallback | None = None, llm: bool = False,
         llm_model: str | None = None, rehash: bool = False,
-        retry_failed: bool = False) -> AddReport:
-    """``llm``: summaries written by the configured endpoint (openkb.llm)."""
+        retry_failed: bool = False, executor: str | None = None,
+        scheduler: str | None = None) -> AddReport:
+    """``llm``: summaries written by the configured endpoint (openkb.llm).
+    ``executor``: process, thread or dask (see :mod:`openkb.executors`);
+    ``scheduler``: a Dask scheduler's address (implies dask)."""
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
     from openkb.sync import add_paths  # with the failure ledger
@@ -168,7 +171,8 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
             return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                              lock_timeout=lock_timeout, on_lock_wait=on_lock_wait,
                              summarizer=summarizer, rehash=rehash,
-                             retry_failed=retry_failed)
+                             retry_failed=retry_failed, executor=executor,
+                             scheduler=scheduler)
         finally:
             if summarizer is not None:
                 summarizer.close()

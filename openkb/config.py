@@ -14,6 +14,7 @@ from openkb.llm.settings import LlmSettings, parse_llm_settings
 
 PDF_ENGINES = ("pdfium", "pypdf")  # openkb.prepare.pdf_text.ENGINES, without importing it
 _MAX_DELETE = re.compile(r"^\d+%?$|^\d+\.\d+%$")  # as openkb.sync.plan reads it
+EXECUTORS = ("process", "thread", "dask")  # openkb.executors.EXECUTORS, likewise
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Config:
     # `openkb sync` removes at most this many documents ("N") or this share
     # of those under the synced paths ("P%") unless told otherwise.
     sync_max_delete: str | int = "50%"
+    executor: str = "process"  # or "thread", "dask": see openkb.executors
+    dask_scheduler: str | None = None  # None: a LocalCluster of `jobs` workers
+    dask_inputs: str = "bytes"  # or "path": Dask workers read the files themselves
     llm: LlmSettings = field(default_factory=LlmSettings)  # see openkb.llm.settings
 
     @property
@@ -79,6 +83,12 @@ def _validated(values: dict[str, object], source: str) -> Config:
         elif key == "sync_max_delete":
             ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
                 isinstance(value, str) and _MAX_DELETE.match(value.strip()) is not None)
+        elif key == "executor":
+            ok = value in EXECUTORS
+        elif key == "dask_inputs":
+            ok = value in ("bytes", "path")
+        elif key == "dask_scheduler":
+            ok = value is None or (isinstance(value, str) and bool(value.strip()))
         elif key == "llm" and not isinstance(value, LlmSettings):
             values[key] = parse_llm_settings(value, source)
         if not ok:

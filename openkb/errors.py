@@ -136,3 +136,8 @@ class FileRejected(OpenKBError):
     Raised inside prepare; the pipeline records it against that file only and
     the run goes on.
     """
+
+
+class ExecutorFailed(OpenKBError):
+    """The executor preparing files is gone (a Dask scheduler lost) or cannot
+    be started: the run stops; what it committed is kept."""

@@ -99,13 +99,15 @@ def test_golden_event_sequence_of_a_small_add(kb: Path, tmp_path: Path) -> None:
     steps = [(step, kind) for step in COMMIT_STEPS for kind in ("start", "done")]
     assert [(e["event"], e["kind"]) for e in events] == [
         ("run", "start"), ("scan", "start"), ("scan", "progress"), ("scan", "done"),
-        ("phase", "point"), *per_file, *per_file, ("phase", "point"),
+        ("phase", "point"), ("executor", "point"), *per_file, *per_file, ("phase", "point"),
         ("lock_wait", "start"), ("lock_wait", "done"), ("lock_acquired", "point"),
         ("commit", "start"), *steps, ("commit", "done"), ("committed", "point"),
         ("lock_released", "point"), ("complete", "terminal"),
     ]
     _assert_well_formed(events)
     _commit_steps_pair_up(events)
+    executor = next(e for e in events if e["event"] == "executor")
+    assert (executor["executor"], executor["workers"]) == ("process", 1)
     prefiltered = [e for e in events if e["event"] == "prefilter"]
     assert all(e["bytes"] > 0 and e["hash_ms"] >= 0 for e in prefiltered)
     # In one process the run's clock only moves forward.

@@ -100,6 +100,13 @@ def add(
                                                "that failed for good before.")] = False,
     llm: LlmOpt = False,
     llm_model: LlmModelOpt = None,
+    executor: Annotated[str | None, typer.Option(
+        "--executor", help="Where files are prepared: process (default), thread, or dask "
+        "(config executor).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", metavar="ADDRESS", help="A Dask scheduler to prepare on, e.g. "
+        "tcp://host:8786 (implies --executor dask; without it, dask starts a local "
+        "cluster).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Add documents (Markdown, text, HTML, PDF); directories are walked recursively."""
@@ -123,7 +130,8 @@ def add(
             report = api.add(opts.kb, paths, progress, jobs=jobs, cancel=cancel,
                              lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait,
                              llm=llm or llm_model is not None, llm_model=llm_model,
-                             rehash=rehash, retry_failed=retry_failed)
+                             rehash=rehash, retry_failed=retry_failed,
+                             executor=executor, scheduler=scheduler)
         finally:
             if view is not None:
                 view.close()

@@ -175,6 +175,7 @@ def interruptible(quiet: bool) -> Iterator[CancelToken]:
 # before the API sees it.)
 _FLAG_HINTS = {
     "lock_timeout": "wait for it to finish, or raise --lock-timeout",
+    "scheduler": "drop --scheduler, or use --executor dask",
     "kb_dir": "pass --kb DIR, set OPENKB_DIR, or create one with `openkb init DIR`",
     "max_delete": "check that every path is mounted and whole; if those documents should "
                   "go, run it again with a higher --max-delete (a count, or a percentage "

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from openkb.errors import UsageError
 from openkb.ingest.report import AddReport, CancelToken, Counts
 
 if TYPE_CHECKING:
+    from openkb.config import Config
     from openkb.kb import KB, WaitCallback
     from openkb.llm.summarizer import Summarizer
     from openkb.progress import Progress
@@ -30,7 +32,9 @@ __all__ = ["AddReport", "CancelToken", "Counts", "add_paths"]
 def add_paths(kb: KB, inputs: list[str], progress: Progress, *, jobs: int | None = None,
               cancel: CancelToken | None = None, lock_timeout: float | None = None,
               on_lock_wait: WaitCallback | None = None,
-              summarizer: Summarizer | None = None, rehash: bool = False) -> AddReport:
+              summarizer: Summarizer | None = None, rehash: bool = False,
+              executor: str | None = None, scheduler: str | None = None) -> AddReport:
+    kb.config = with_executor(kb.config, executor, scheduler)
     # Imported here: the run imports the converters (pypdf, markdown-it),
     # which commands that only read or report must not pay for.
     from openkb.ingest.run import AddRun
@@ -38,3 +42,15 @@ def add_paths(kb: KB, inputs: list[str], progress: Progress, *, jobs: int | None
     run = AddRun(kb, progress, jobs or kb.config.jobs, cancel or CancelToken(), lock_timeout,
                  on_lock_wait, summarizer, rehash=rehash)
     return run.execute(inputs)
+
+
+def with_executor(config: Config, executor: str | None, scheduler: str | None) -> Config:
+    """The settings with the executor asked for on this run: a scheduler
+    address alone means the dask executor."""
+    if scheduler is not None and executor not in (None, "dask"):
+        raise UsageError(f"a scheduler address is for the dask executor, not {executor}",
+                         hint="drop the scheduler, or use the dask executor",
+                         argument="scheduler")
+    if scheduler is not None:
+        executor = "dask"
+    return config.with_overrides(executor=executor, dask_scheduler=scheduler)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import heapq
 import time
 
+from openkb.executors import Executor
 from openkb.model import PrepareTask
 from openkb.prepare.parts import Assembly, should_split, split
-from openkb.prepare.pool import Finished, InProcessPreparer, WorkerPool
+from openkb.prepare.pool import Finished
 from openkb.progress import Progress
 
-Preparer = WorkerPool | InProcessPreparer
+Preparer = Executor  # the dispatcher runs on any of them
 
 
 class Dispatcher:

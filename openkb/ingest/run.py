@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from openkb.errors import Interrupted
+from openkb.executors import open_executor
 from openkb.ingest.committer import GroupCommitter, StopWaiting, discard_staging
 from openkb.ingest.dispatch import Dispatcher, Preparer
 from openkb.ingest.report import AddReport, CancelToken, Counts, Tally
@@ -29,8 +30,6 @@ from openkb.llm.summarizer import Summarizer
 from openkb.lock import Holder
 from openkb.model import FileFailure, PreparedDocument, PrepareTask, ScanEntry, Skipped
 from openkb.prefilter import NameReservations, prefilter
-from openkb.prepare.pool import InProcessPreparer, WorkerPool
-from openkb.prepare.stage import PrepareLimits
 from openkb.progress import Progress
 from openkb.runs import RunRecord
 from openkb.scan import ScanResult, scan_inputs
@@ -145,13 +144,14 @@ class AddRun:
             _despite_interrupts(lambda: discard_staging(self.staging_root))
 
     def _preparer(self, workers: int) -> Preparer:
-        limits = PrepareLimits.from_config(self.config)
         on_event = self.progress.forward if self.progress.active else None
-        if workers > 1:
-            return WorkerPool(workers, limits, timeout_s=self.config.convert_timeout_s,
-                              memory_mb=self.config.worker_memory_mb, on_event=on_event)
-        return InProcessPreparer(limits, timeout_s=self.config.convert_timeout_s,
-                                 on_event=on_event)
+        start = time.perf_counter()
+        executor = open_executor(self.config, workers, on_event)
+        # Which executor, and what starting it cost (a Dask cluster: seconds).
+        self.progress.emit("executor", "point", "prepare", executor=self.config.executor,
+                           workers=workers, scheduler=getattr(executor, "scheduler", None),
+                           startup_ms=round((time.perf_counter() - start) * 1000, 3))
+        return executor
 
     def _pipeline(self, entries: list[ScanEntry]) -> None:
         # Finish a crashed commit first if nobody holds the lock: the names

@@ -19,7 +19,7 @@ from pathlib import Path
 from openkb import fsio, pages
 from openkb.config import Config
 from openkb.errors import FileRejected
-from openkb.model import DocumentInfo, PageTexts, PreparedDocument, PrepareTask
+from openkb.model import Chunk, DocumentInfo, PageTexts, PreparedDocument, PrepareTask
 from openkb.prepare.analyze import count_words, lead_paragraph
 from openkb.prepare.chunk import chunk_markdown
 from openkb.prepare.convert_html import convert_html
@@ -147,6 +147,11 @@ def write_staging(task: PrepareTask, data: bytes, source: bytes,
 def run_task(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument | PageTexts:
     """What a worker (or ``--jobs 1``) does with a task: read part of a long
     PDF, or prepare a whole file. Raises FileRejected with a reason."""
+    io_wait_ms = os.environ.get("OPENKB_PREPARE_SLEEP_MS")
+    if io_wait_ms:
+        # Test hook: a stand-in for an I/O-bound stage (an LLM call), so
+        # the bench can compare executors where threads are the right one.
+        time.sleep(float(io_wait_ms) / 1000)
     if task.part is None:
         return prepare_file(task, limits)
     data = read_input(task, limits)
@@ -156,8 +161,22 @@ def run_task(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument | Pag
     return extract_pages(data, task.seq, *task.part, engine=limits.pdf_engine)
 
 
-def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
-    """Run every stage for one file. Raises FileRejected with a reason."""
+@dataclass
+class Built:
+    """A prepared document before it is staged: everything a worker computes
+    from the file's bytes. A Dask worker returns this (as bytes) and the
+    committing process stages it, so workers never need the KB's disk."""
+
+    data: bytes
+    source: bytes
+    summary: bytes
+    info: DocumentInfo
+    chunks: list[Chunk]
+    timings_ms: dict[str, float]
+
+
+def build_document(task: PrepareTask, limits: PrepareLimits, data: bytes) -> Built:
+    """Convert, analyze and render one file's bytes. Raises FileRejected."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -167,8 +186,6 @@ def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
         timings[name] = round((now - clock) * 1000, 3)
         clock = now
 
-    data = read_input(task, limits)
-    lap("read")
     kind, _ = detect_kind(task.path, data[:4096])
     converted = convert(kind, data, task.pages, pdf_engine=limits.pdf_engine)
     lap("convert")
@@ -178,28 +195,45 @@ def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
     source_bytes = source.encode("utf-8")
     summary_bytes = pages.render_summary(task.name, task.ext, len(data), info).encode("utf-8")
     lap("analyze")
-    staged_raw, staged_source, staged_summary = write_staging(task, data, source_bytes,
-                                                              summary_bytes)
-    lap("stage_write")
+    return Built(data, source_bytes, summary_bytes, info, chunks, timings)
+
+
+def stage_built(task: PrepareTask, built: Built) -> PreparedDocument:
+    """Write a built document into ``task.staging_dir``: the prepared
+    document the commit publishes."""
+    clock = time.perf_counter()
+    staged_raw, staged_source, staged_summary = write_staging(task, built.data, built.source,
+                                                              built.summary)
+    timings = {**built.timings_ms, "stage_write": round((time.perf_counter() - clock) * 1000, 3)}
     return PreparedDocument(
         seq=task.seq,
         name=task.name,
         display=task.display,
         origin=task.path,
         sha256=task.sha256,
-        size=len(data),
+        size=len(built.data),
         ext=task.ext,
-        info=info,
-        chunks=chunks,
+        info=built.info,
+        chunks=built.chunks,
         staged_raw=staged_raw,
         staged_source=staged_source,
         staged_summary=staged_summary,
-        source_sha256=hashlib.sha256(source_bytes).hexdigest(),
-        summary_sha256=hashlib.sha256(summary_bytes).hexdigest(),
+        source_sha256=hashlib.sha256(built.source).hexdigest(),
+        summary_sha256=hashlib.sha256(built.summary).hexdigest(),
         staging_dir=task.staging_dir,
         replaces=task.replaces,
         timings_ms=timings,
     )
+
+
+def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
+    """Run every stage for one file. Raises FileRejected with a reason."""
+    start = time.perf_counter()
+    data = read_input(task, limits)
+    read_ms = round((time.perf_counter() - start) * 1000, 3)
+    built = build_document(task, limits, data)
+    built.timings_ms = {"read": read_ms, **built.timings_ms}
+    return stage_built(task, built)
 
 
 def rename_prepared(doc: PreparedDocument, new_name: str) -> PreparedDocument:

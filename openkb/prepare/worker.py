@@ -69,7 +69,17 @@ def worker_main(conn: Connection, worker: int, limits: PrepareLimits, memory_mb:
                 emit_events: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _limit_memory(memory_mb)
+    try:
+        _serve(conn, worker, limits, memory_mb, emit_events)
+    except (EOFError, OSError):
+        # The parent is gone (killed, or crashed) and took its end of the
+        # pipe with it: nobody wants the result. Exit quietly rather than
+        # print a BrokenPipeError traceback on the user's terminal.
+        return
 
+
+def _serve(conn: Connection, worker: int, limits: PrepareLimits, memory_mb: int,
+           emit_events: bool) -> None:
     def event(task: PrepareTask, kind: str, **fields: Any) -> None:
         if emit_events:
             conn.send(("event", prepare_event(task, kind, pid=os.getpid(), worker=worker,
@@ -77,10 +87,7 @@ def worker_main(conn: Connection, worker: int, limits: PrepareLimits, memory_mb:
                                               **fields)))
 
     while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
+        message = conn.recv()
         if message[0] == "stop":
             return
         task: PrepareTask = message[1]

@@ -86,10 +86,13 @@ def sync_paths(kb: KB, inputs: list[str], progress: Progress, options: SyncOptio
 def add_paths(kb: KB, inputs: list[str], progress: Progress, *, jobs: int | None = None,
               cancel: CancelToken | None = None, lock_timeout: float | None = None,
               on_lock_wait: WaitCallback | None = None, summarizer: Summarizer | None = None,
-              rehash: bool = False, retry_failed: bool = False) -> AddReport:
+              rehash: bool = False, retry_failed: bool = False, executor: str | None = None,
+              scheduler: str | None = None) -> AddReport:
     """`openkb add`: :func:`openkb.ingest.add_paths`, with the failure ledger."""
+    from openkb.ingest import with_executor
     from openkb.sync.run import LedgerAddRun
 
+    kb.config = with_executor(kb.config, executor, scheduler)
     run = LedgerAddRun(kb, progress, jobs or kb.config.jobs, cancel or CancelToken(),
                        lock_timeout, on_lock_wait, summarizer, rehash=rehash,
                        retry_failed=retry_failed)
