@@ -42,9 +42,12 @@ def speedup(out: Path, runs: int, quick: bool) -> list[Row]:
             for jobs in (1, 2):
                 kb = fresh_kb(out / f"kb-speedup-{jobs}")
                 walls[jobs].append(add(kb, inputs, jobs=jobs).wall_s)
+        listed = run.openkb("--kb", str(out / "kb-speedup-2"), "list", "--json")
+        committed = len(json.loads(listed.stdout)) if listed.returncode == 0 else "?"
         one, two = median(walls[1]), median(walls[2])
         floor = _floor_s(inputs) / CORES
         rows += [
+            (f"{label}: documents committed", f"{committed}", ""),
             (f"{label}: wall, --jobs 1", f"{one:.2f} s", ""),
             (f"{label}: wall, --jobs 2", f"{two:.2f} s", ""),
             (f"{label}: speedup jobs 2 / jobs 1", f"{one / two:.2f}x", ">= 1.7x"),
