@@ -24,8 +24,8 @@ def doc_entry(name: str, title: str, kind: str) -> str:
     return f"- {doc_link(name, title)} · {kind}"
 
 
-def concept_entry(term: str, count: int) -> str:
-    return f"- {concept_link(term)} · {count} documents"
+def concept_entry(key: str, display: str, count: int) -> str:
+    return f"- {concept_link(key, display)} · {count} documents"
 
 
 def _assemble(doc_lines: list[str], concept_lines: list[str]) -> str:
@@ -35,10 +35,11 @@ def _assemble(doc_lines: list[str], concept_lines: list[str]) -> str:
     ])
 
 
-def render_index(catalog: list[tuple[str, str, str]], concepts: list[tuple[str, int]]) -> str:
-    """Every document (by name) and every concept (by term)."""
+def render_index(catalog: list[tuple[str, str, str]],
+                 concepts: list[tuple[str, str, int]]) -> str:
+    """Every document (by name) and every concept ((key, display, count), by key)."""
     return _assemble([doc_entry(*entry) for entry in sorted(catalog)],
-                     [concept_entry(term, count) for term, count in sorted(concepts)])
+                     [concept_entry(*entry) for entry in sorted(concepts)])
 
 
 def _doc_key(line: str) -> str:
@@ -46,7 +47,9 @@ def _doc_key(line: str) -> str:
 
 
 def _concept_key(line: str) -> str:
-    return line.partition("|")[2].rpartition("]]")[0]
+    """The key of a concept line, from its page's name (see concept_slug)."""
+    slug = line.partition("[[concepts/")[2].partition("|")[0]
+    return slug.removesuffix("_").replace("-", " ")
 
 
 def _split(text: str) -> tuple[list[str], list[str]] | None:
@@ -75,9 +78,10 @@ def _upsert(lines: list[str], keys: list[str], key: str, line: str | None) -> No
 
 
 def splice_index(text: str, *, added: list[tuple[str, str, str]], removed: list[str],
-                 concept_counts: dict[str, int]) -> str | None:
-    """``text`` with documents added and removed and concepts set to new
-    counts (below 2: gone); None if ``text`` is not in the expected shape."""
+                 concepts: dict[str, tuple[str, int] | None]) -> str | None:
+    """``text`` with documents added and removed and concepts set to
+    (display, count), or gone (None); None if ``text`` is not in the
+    expected shape."""
     parts = _split(text)
     if parts is None:
         return None
@@ -88,7 +92,7 @@ def splice_index(text: str, *, added: list[tuple[str, str, str]], removed: list[
     for name, title, kind in added:
         _upsert(doc_lines, doc_keys, name, doc_entry(name, title, kind))
     concept_keys = [_concept_key(line) for line in concept_lines]
-    for term, count in concept_counts.items():
-        _upsert(concept_lines, concept_keys, term, concept_entry(term, count) if count >= 2
-                else None)
+    for key, shown in concepts.items():
+        _upsert(concept_lines, concept_keys, key, None if shown is None
+                else concept_entry(key, *shown))
     return _assemble(doc_lines, concept_lines)

@@ -10,7 +10,7 @@ from openkb.index_md import render_index, splice_index
 def test_splice_matches_a_full_render_over_random_histories() -> None:
     rng = random.Random(1234)
     docs: dict[str, tuple[str, str]] = {}
-    concepts: dict[str, int] = {}
+    concepts: dict[str, tuple[str, int]] = {}
     text = render_index([], [])
     for _ in range(300):
         removed = rng.sample(sorted(docs), k=min(len(docs), rng.randint(0, 2)))
@@ -20,23 +20,26 @@ def test_splice_matches_a_full_render_over_random_histories() -> None:
             if name not in docs or name in removed:
                 title = f"Title {rng.randint(0, 9)} | [x]"
                 added.append((name, title, rng.choice(["pdf", "text"])))
-        changed = {f"term {rng.randint(0, 60)}": rng.randint(0, 5)
-                   for _ in range(rng.randint(0, 6))}
+        # Keys hold no hyphen (slugs turn spaces into them), displays anything.
+        changed: dict[str, tuple[str, int] | None] = {
+            f"term {rng.randint(0, 60)}": (rng.choice(["Terms", "term | x"]), rng.randint(2, 5))
+            if rng.random() < 0.7 else None for _ in range(rng.randint(0, 6))}
         for name in removed:
             docs.pop(name)
         for name, title, kind in added:
             docs[name] = (title, kind)
-        for term, count in changed.items():
-            if count >= 2:
-                concepts[term] = count
+        for term, shown in changed.items():
+            if shown is not None:
+                concepts[term] = shown
             else:
                 concepts.pop(term, None)
-        spliced = splice_index(text, added=added, removed=removed, concept_counts=changed)
-        full = render_index([(n, t, k) for n, (t, k) in docs.items()], list(concepts.items()))
+        spliced = splice_index(text, added=added, removed=removed, concepts=changed)
+        full = render_index([(n, t, k) for n, (t, k) in docs.items()],
+                            [(key, d, c) for key, (d, c) in concepts.items()])
         assert spliced == full
         text = spliced
 
 
 def test_splice_refuses_a_file_it_did_not_write() -> None:
     assert splice_index("# My own index\n\nhand written\n", added=[], removed=[],
-                        concept_counts={}) is None
+                        concepts={}) is None

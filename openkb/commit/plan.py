@@ -12,17 +12,21 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from openkb import index_md, pages
+from openkb import fsio, pages
 from openkb.commit.actions import Action, Append, Attic, Publish, Rewrite, Stash
+from openkb.commit.compile_plan import next_index, plan_concepts, summary_page, write_compiled
 from openkb.commit.journal import Journal
+from openkb.commit.recompile_plan import plan_recompile
+from openkb.compile_state import CompileState
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
 from openkb.model import PreparedDocument
-from openkb.registry import DocumentRow, Registry
+from openkb.registry import DocumentRow, Registry, RegistryWriter
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,11 @@ class Plan:
     appends: list[tuple[Append, bytes]]  # (action, bytes): concept pages, log.md
     rows: list[DocumentRow]
     removed_names: list[str]
-    summary_updates: list[tuple[str, str]]  # recompile: (name, new summary sha256)
+    summary_updates: list[tuple[str, str]]  # (name, new summary sha256) of stored documents
     index_sha256: str  # of the index.md this plan writes, recorded in the registry
+    write_compiled: Callable[[RegistryWriter], None]  # key terms, counts, near-copies
 
 
-INDEX_SHA_KEY = "index_sha256"
 A = TypeVar("A", bound=Action)
 
 
@@ -127,14 +131,24 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     acts = _Actions(layout)
     vacated = _plan_removals(layout, acts, changes, removed_rows)
     _plan_additions(layout, registry, acts, changes, removed_names, vacated)
-    summary_updates: list[tuple[str, str]] = []
     if changes.recompile:
-        concept_counts = dict(registry.concepts())
-        _plan_recompile(layout, registry, acts, concept_counts, summary_updates)
-        index_text = index_md.render_index(registry.catalog(), sorted(concept_counts.items()))
+        recompiled = plan_recompile(layout, registry, acts)
+        summary_updates, index_text = recompiled.summary_updates, recompiled.index_text
+        write = recompiled.write
     else:
-        concept_counts = _plan_concepts(layout, registry, acts, changes, removed_rows)
-        index_text = _next_index(layout, registry, changes, removed_names, concept_counts)
+        state = CompileState(registry)
+        for name, row in removed_rows.items():
+            state.remove(name, row.info, registry.doc_terms(name))
+        for doc in changes.added:
+            state.add(doc.name, doc.info.title, doc.info)
+        state.finish()
+        summary_updates = _plan_summaries(layout, registry, acts, state, changes, removed_names)
+        entries = plan_concepts(layout, state, acts)
+        added = [(d.name, d.info.title, d.info.kind) for d in changes.added]
+        index_text = next_index(layout, registry, added, removed_names, entries)
+
+        def write(writer: RegistryWriter) -> None:
+            write_compiled(writer, state)
     acts.rewrite(layout.INDEX_REL, index_text)
     acts.append(layout.LOG_REL, _log_lines(changes, removed_rows, now, txid))
     rows = [
@@ -152,7 +166,7 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     )
     return Plan(journal, acts.publish, acts.rewrites, acts.compile_stashes, acts.appends, rows,
                 removed_names, summary_updates,
-                hashlib.sha256(index_text.encode("utf-8")).hexdigest())
+                hashlib.sha256(index_text.encode("utf-8")).hexdigest(), write)
 
 
 def _rows_to_remove(registry: Registry, changes: ChangeSet) -> dict[str, DocumentRow]:
@@ -227,90 +241,29 @@ def _log_lines(changes: ChangeSet, removed_rows: dict[str, DocumentRow], now: st
     return "".join(lines)
 
 
-def _plan_concepts(layout: KBLayout, registry: Registry, acts: _Actions, changes: ChangeSet,
-                   removed_rows: dict[str, DocumentRow]) -> dict[str, int]:
-    """Plan every concept page the change touches; return each touched
-    term's document count after it.
-
-    A concept page lists its documents oldest first, so the common case, a
-    term that was already a concept gaining documents, appends their lines:
-    O(new lines), however many documents the term already has. A page that
-    loses a document, or becomes a concept now, is rendered whole.
-    """
-    removed_terms: dict[str, set[str]] = {}
-    for name in removed_rows:
-        for term in registry.doc_terms(name):
-            removed_terms.setdefault(term, set()).add(name)
-    added_by_term: dict[str, list[PreparedDocument]] = {}
+def _plan_summaries(layout: KBLayout, registry: Registry, acts: _Actions, state: CompileState,
+                    changes: ChangeSet, removed_names: list[str]) -> list[tuple[str, str]]:
+    """Render new documents' summary pages over their staged ones (their
+    key terms, near-copies and related documents are known only now), and
+    plan the rewrite of stored pages whose near-copies or related
+    documents changed."""
     for doc in changes.added:
-        for term in doc.info.terms:
-            added_by_term.setdefault(term, []).append(doc)
-    counts: dict[str, int] = {}
-    for term in sorted(set(removed_terms) | set(added_by_term)):
-        before = registry.term_count(term)
-        leaving = removed_terms.get(term, set())
-        arriving = added_by_term.get(term, [])
-        after = before - len(leaving) + len(arriving)
-        counts[term] = after
-        rel = layout.concept_rel(pages.concept_slug(term))
-        if after < 2:
-            acts.drop(rel)
-        elif before >= 2 and not leaving and os.path.lexists(layout.root / rel):
-            acts.append(rel, "".join(pages.concept_line(d.name, d.info.title) for d in arriving))
-        else:
-            docs = [(n, t) for n, t in registry.term_docs(term) if n not in leaving]
-            docs += [(d.name, d.info.title) for d in arriving]
-            acts.rewrite(rel, pages.render_concept(term, docs))
-    return counts
-
-
-def _next_index(layout: KBLayout, registry: Registry, changes: ChangeSet,
-                removed_names: list[str], concept_counts: dict[str, int]) -> str:
-    """index.md after the change: spliced into the current file when that is
-    exactly what openkb last wrote, else rendered from the registry."""
-    added = [(d.name, d.info.title, d.info.kind) for d in changes.added]
-    try:
-        current = layout.index_md.read_bytes()
-    except FileNotFoundError:
-        current = None
-    if current is not None and hashlib.sha256(current).hexdigest() == registry.meta(
-            INDEX_SHA_KEY):
-        spliced = index_md.splice_index(current.decode("utf-8"), added=added,
-                                        removed=removed_names, concept_counts=concept_counts)
-        if spliced is not None:
-            return spliced
-    removed = set(removed_names)
-    catalog = [entry for entry in registry.catalog() if entry[0] not in removed] + added
-    concepts = dict(registry.concepts())
-    for term, count in concept_counts.items():
-        if count >= 2:
-            concepts[term] = count
-        else:
-            concepts.pop(term, None)
-    return index_md.render_index(catalog, sorted(concepts.items()))
-
-
-def _plan_recompile(layout: KBLayout, registry: Registry, acts: _Actions,
-                    concept_counts: dict[str, int],
-                    summary_updates: list[tuple[str, str]]) -> None:
-    """Re-render every summary and concept page from the registry; drop
-    concept pages that no concept backs."""
-    for row in registry.documents():
-        content = pages.render_summary(row.name, row.ext, row.bytes, row.info).encode("utf-8")
-        path = layout.root / layout.summary_rel(row.name)
-        if not path.exists() or path.read_bytes() != content:
-            acts.rewrite(layout.summary_rel(row.name), content.decode("utf-8"))
-            summary_updates.append((row.name, hashlib.sha256(content).hexdigest()))
-    wanted = set()
-    for term in sorted(concept_counts):
-        slug = pages.concept_slug(term)
-        wanted.add(f"{slug}.md")
-        acts.rewrite(layout.concept_rel(slug),
-                     pages.render_concept(term, registry.term_docs(term)))
-    if layout.concepts_dir.is_dir():
-        for entry in sorted(os.listdir(layout.concepts_dir)):
-            if entry.endswith(".md") and entry not in wanted:
-                acts.drop(f"wiki/concepts/{entry}")
+        content = summary_page(state, doc.name, doc.ext, doc.size, doc.info).encode("utf-8")
+        # The staging dir is this run's own, not a live path: rewriting it
+        # changes nothing a crash could leave half-done in the KB.
+        fsio.write_atomic(Path(doc.staged_summary), content)
+        doc.summary_sha256 = hashlib.sha256(content).hexdigest()
+    updates = []
+    changed = {d.name for d in changes.added} | set(removed_names)
+    for name in sorted((state.stale_summaries | set(state.refreshed)) - changed):
+        row = registry.document(name)
+        if row is None:
+            continue
+        info = state.refreshed.get(name, row.info)
+        content = summary_page(state, name, row.ext, row.bytes, info)
+        acts.rewrite(layout.summary_rel(name), content)
+        updates.append((name, hashlib.sha256(content.encode("utf-8")).hexdigest()))
+    return updates
 
 
 def _free_attic_rel(layout: KBLayout, row: DocumentRow) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from openkb import fsio
 from openkb.commit import undo
-from openkb.commit.plan import INDEX_SHA_KEY, ChangeSet, Plan, plan_changes
+from openkb.commit.compile_plan import INDEX_SHA_KEY
+from openkb.commit.plan import ChangeSet, Plan, plan_changes
 from openkb.crashpoints import crashpoint
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
@@ -170,6 +171,7 @@ def _write_registry(writer: RegistryWriter, plan: Plan, changes: ChangeSet) -> N
         writer.delete_document(name)
     for row in plan.rows:
         writer.insert_document(row)
+    plan.write_compiled(writer)
     for name, sha in plan.summary_updates:
         writer.update_summary_sha(name, sha)
     writer.set_meta(INDEX_SHA_KEY, plan.index_sha256)
