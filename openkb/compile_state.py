@@ -26,8 +26,11 @@ from openkb.registry import Registry
 from openkb.registry.rows import TermState, TermUse
 
 TITLE_DOCS = 3  # a page is titled by the form its first documents use most
-RELATED_MAX_DF = 200  # a term filed under more documents relates none of them
+RELATED_MAX_DF = 100  # a term filed under more documents relates none of them
 MAX_RELATED = 5
+# A new document is offered to the related lists of its best related ones:
+# each that takes it is a summary page to rewrite, so only a few.
+MAX_REFRESHED = 2
 
 
 @dataclass
@@ -148,7 +151,7 @@ class CompileState:
             book.defined = book.defined or cand.defines
             self.uses[name].append((cand.key, use))
         info.related = self.related(name)
-        for other, _ in info.related:
+        for other, _ in info.related[:MAX_REFRESHED]:
             self._refresh_related(other)
 
     def _refresh_related(self, name: str) -> None:

@@ -24,7 +24,7 @@ from openkb.model import DocumentInfo, TermUse
 from openkb.prepare import minhash
 from openkb.registry import Registry, RegistryWriter
 
-HEAD_DOCS = 5
+HEAD_DOCS = 3
 MAX_RELATED_CONCEPTS = 8
 INDEX_SHA_KEY = "index_sha256"
 

@@ -3,12 +3,15 @@ one page) without comparing every pair.
 
 A few lines of stdlib rather than a library (datasketch pulls in numpy and
 scipy for this): shingles of :data:`SHINGLE_WORDS` words, each hashed once
-with BLAKE2b, then :data:`PERMUTATIONS` universal hashes ``(a*h + b) mod p``
-with constants fixed by the code, so a signature is the same on every
-machine and in every process. The share of equal positions between two
-signatures estimates the Jaccard similarity of their shingle sets.
-Signatures are cut into :data:`BANDS` bands; two documents that share a
-band are candidates, which a commit finds by index lookups, not by a scan.
+with BLAKE2b (the same on every machine and in every process, unlike
+``hash()``), then one-permutation MinHash: the hash picks one of
+:data:`PERMUTATIONS` bins and each bin keeps its least value, one pass
+over the shingles instead of one per permutation (an empty bin, in a
+document of few shingles, borrows from the next full one). The share of
+equal bins between two signatures estimates the Jaccard similarity of
+their shingle sets. Signatures are cut into :data:`BANDS` bands; two
+documents that share a band are candidates, which a commit finds by index
+lookups, not by a scan.
 """
 
 from __future__ import annotations
@@ -19,22 +22,10 @@ import re
 SHINGLE_WORDS = 5
 PERMUTATIONS = 64
 BANDS = 16  # of 4 rows: pairs near 0.5 similar start to be candidates
-MAX_WORDS = 20_000  # the opening of a long document characterises it
+MAX_WORDS = 50_000  # the opening of a long document characterises it
 NEAR_COPY = 0.7  # estimated Jaccard similarity at or above which two are near-copies
-_PRIME = (1 << 61) - 1
+_EMPTY = 1 << 50  # above every bin value: 56-bit hashes, 6 bits pick the bin
 _WORD = re.compile(r"\w+")
-
-
-def _constants() -> list[tuple[int, int]]:
-    out = []
-    for i in range(PERMUTATIONS):
-        digest = hashlib.blake2b(f"openkb-minhash-{i}".encode(), digest_size=16).digest()
-        out.append((int.from_bytes(digest[:8], "big") % (_PRIME - 1) + 1,
-                    int.from_bytes(digest[8:], "big") % _PRIME))
-    return out
-
-
-_AB = _constants()
 
 
 def signature(text: str) -> list[int]:
@@ -43,10 +34,24 @@ def signature(text: str) -> list[int]:
     if not words:
         return []
     width = min(SHINGLE_WORDS, len(words))
-    hashes = {int.from_bytes(hashlib.blake2b(" ".join(words[i:i + width]).encode(),
-                                             digest_size=8).digest(), "big")
-              for i in range(len(words) - width + 1)}
-    return [min((a * h + b) % _PRIME for h in hashes) for a, b in _AB]
+    mins = [_EMPTY] * PERMUTATIONS
+    for i in range(len(words) - width + 1):
+        digest = hashlib.blake2b(" ".join(words[i:i + width]).encode(), digest_size=7).digest()
+        value = int.from_bytes(digest, "big")
+        slot, rest = value % PERMUTATIONS, value // PERMUTATIONS
+        if rest < mins[slot]:
+            mins[slot] = rest
+    for slot in range(PERMUTATIONS):
+        if mins[slot] == _EMPTY:
+            # Borrow from the next full bin, marked with the distance, so
+            # two documents agree on a borrowed bin only as they agree on
+            # the bin it came from.
+            for step in range(1, PERMUTATIONS):
+                source = mins[(slot + step) % PERMUTATIONS]
+                if source < _EMPTY:
+                    mins[slot] = source + step * _EMPTY
+                    break
+    return mins
 
 
 def similarity(one: list[int], other: list[int]) -> float:
