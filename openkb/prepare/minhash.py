@@ -23,6 +23,7 @@ SHINGLE_WORDS = 5
 PERMUTATIONS = 64
 BANDS = 16  # of 4 rows: pairs near 0.5 similar start to be candidates
 MAX_WORDS = 50_000  # the opening of a long document characterises it
+MAX_CHARS = 12 * MAX_WORDS  # and reading only that much bounds the time on a 50 MB one
 NEAR_COPY = 0.7  # estimated Jaccard similarity at or above which two are near-copies
 _EMPTY = 1 << 50  # above every bin value: 56-bit hashes, 6 bits pick the bin
 _WORD = re.compile(r"\w+")
@@ -30,7 +31,7 @@ _WORD = re.compile(r"\w+")
 
 def signature(text: str) -> list[int]:
     """The document's signature; empty for a text of no words."""
-    words = _WORD.findall(text.lower())[:MAX_WORDS]
+    words = _WORD.findall(text[:MAX_CHARS].lower())[:MAX_WORDS]
     if not words:
         return []
     width = min(SHINGLE_WORDS, len(words))

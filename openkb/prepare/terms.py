@@ -56,6 +56,13 @@ def stem(word: str) -> str:
     return _STEMMER.stemWord(word)
 
 
+@lru_cache(maxsize=65536)
+def _word_key(word: str) -> tuple[str, str]:
+    """(surface, key) of one lower-case word of the text."""
+    surface = word.replace("-", " ")
+    return surface, term_key(surface)
+
+
 def term_key(surface: str) -> str:
     """The key of a term as written ("Access rights" -> "access right"):
     what two inflections of one term share."""
@@ -89,8 +96,7 @@ class _Tally:
             for word in _WORD.findall(clause):
                 content = word not in STOPWORDS and len(word) >= 3
                 if content:
-                    surface = word.replace("-", " ")
-                    key = term_key(surface)
+                    surface, key = _word_key(word)
                     if len(word) >= 4:
                         self.add(key, surface)
                         if before in _VERB_CUES:
