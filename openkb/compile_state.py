@@ -30,7 +30,7 @@ RELATED_MAX_DF = 100  # a term filed under more documents relates none of them
 MAX_RELATED = 5
 # A new document is offered to the related lists of its best related ones:
 # each that takes it is a summary page to rewrite, so only a few.
-MAX_REFRESHED = 2
+MAX_REFRESHED = 1
 
 
 @dataclass

@@ -250,8 +250,13 @@ def _plan_summaries(layout: KBLayout, registry: Registry, acts: _Actions, state:
     for doc in changes.added:
         content = summary_page(state, doc.name, doc.ext, doc.size, doc.info).encode("utf-8")
         # The staging dir is this run's own, not a live path: rewriting it
-        # changes nothing a crash could leave half-done in the KB.
-        fsio.write_atomic(Path(doc.staged_summary), content)
+        # changes nothing a crash could leave half-done in the KB. The data
+        # is fsynced before the commit point; the rename within staging need
+        # not be, as publish moves the file on and fsyncs the dir it lands in.
+        staged = Path(doc.staged_summary)
+        tmp = fsio.tmp_path_for(staged)
+        fsio.write_new_file(tmp, content)
+        fsio.replace(tmp, staged, sync=False)
         doc.summary_sha256 = hashlib.sha256(content).hexdigest()
     updates = []
     changed = {d.name for d in changes.added} | set(removed_names)
