@@ -40,6 +40,8 @@ def choose_terms(info: DocumentInfo, df: Callable[[str], int], n_docs: int
     weighed.sort(key=lambda w: (-w[0], w[1]))
     chosen = [cand for _, _, cand in weighed]
     phrases = [c for c in chosen if " " in c.key]
-    covered = {c.key for c in chosen if " " not in c.key
+    # Alone in the KB, every word "covers the same documents" as its phrase:
+    # only a second document can tell.
+    covered = {c.key for c in chosen if " " not in c.key and df(c.key) >= 2
                and any(c.key in p.key.split(" ") and df(p.key) == df(c.key) for p in phrases)}
     return [c for c in chosen if c.key not in covered][:info.term_quota]

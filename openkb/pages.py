@@ -104,13 +104,9 @@ CONCEPT_INTRO = "Documents with this key term, oldest first:"
 _QUOTE_UNSAFE = re.compile(r"[\n\r]+")
 
 
-def _in_context(sentence: str, surface: str) -> str:
-    """The sentence, quoted, with the term's first occurrence in bold."""
+def _in_context(sentence: str) -> str:
+    """The sentence (its term already in bold), quoted, on one line."""
     text = _QUOTE_UNSAFE.sub(" ", sentence).replace("“", '"').replace("”", '"')
-    pattern = r"\W+".join(re.escape(word) for word in surface.split())
-    match = re.search(rf"(?<!\w){pattern}(?!\w)", text, re.IGNORECASE) if pattern else None
-    if match:
-        text = f"{text[:match.start()]}**{match.group(0)}**{text[match.end():]}"
     return f"“{text}”"
 
 
@@ -119,7 +115,7 @@ def concept_line(use: TermUse) -> str:
     matters most in it."""
     if not use.context:
         return f"- {doc_link(use.doc, use.title)}\n"
-    return f"- {doc_link(use.doc, use.title)}: {_in_context(use.context, use.surface)}\n"
+    return f"- {doc_link(use.doc, use.title)}: {_in_context(use.context)}\n"
 
 
 def render_concept(key: str, display: str, uses: list[TermUse],
@@ -131,7 +127,7 @@ def render_concept(key: str, display: str, uses: list[TermUse],
     lines = [f"# {one_line(display) or key}", ""]
     lead = next((u for u in uses if u.defines), None)
     if lead is not None:
-        lines += [f"> {_in_context(lead.context, lead.surface)} ({doc_link(lead.doc, lead.title)})",
+        lines += [f"> {_in_context(lead.context)} ({doc_link(lead.doc, lead.title)})",
                   ""]
     if related:
         lines += ["Related concepts: " + " · ".join(concept_link(k, d) for k, d in related), ""]

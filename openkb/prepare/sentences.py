@@ -84,4 +84,19 @@ def best_sentences(text: str, keys: list[str], term_key: Callable[[str], str]
                 + min(len(present) - 1, 3) + size_fit
             if key not in best or score > best[key][0]:
                 best[key] = (score, sentence, defines)
-    return {key: (_quote(sentence), defines) for key, (_, sentence, defines) in best.items()}
+    return {key: (_mark(_quote(sentence), key, term_key), defines)
+            for key, (_, sentence, defines) in best.items()}
+
+
+def _mark(sentence: str, key: str, term_key: Callable[[str], str]) -> str:
+    """The sentence with the term's first occurrence in bold (keyword in
+    context), found by stems, so "cookie" marks the "cookie" of a page
+    titled "cookies"."""
+    words = list(_WORD.finditer(sentence))
+    stems = [term_key(w.group(0)) for w in words]
+    wanted = key.split(" ")
+    for i in range(len(stems) - len(wanted) + 1):
+        if stems[i:i + len(wanted)] == wanted:
+            start, end = words[i].start(), words[i + len(wanted) - 1].end()
+            return f"{sentence[:start]}**{sentence[start:end]}**{sentence[end:]}"
+    return sentence
