@@ -188,5 +188,17 @@ def pdf_engines(out: Path, runs: int, quick: bool) -> list[Row]:
     return rows
 
 
+def wiki_quality(out: Path, runs: int, quick: bool) -> list[Row]:
+    """What the compiled wiki of the RFCs gives a reader (see bench/wiki.py)."""
+    from bench.wiki import measure
+    rfcs = SHARED / "md-rfcs"
+    if not rfcs.is_dir():
+        return [("shared corpora", f"absent at {SHARED}: skipped", "")]
+    kb = fresh_kb(out / "kb-wiki")
+    add(kb, [rfcs], jobs=2)
+    return [(f"md-rfcs: {metric}", f"{value:.3g}" if isinstance(value, float) else str(value),
+             "") for metric, value in measure(kb).items()]
+
+
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
-            "commit_steps": commit_steps, "pdf_engines": pdf_engines}
+            "commit_steps": commit_steps, "pdf_engines": pdf_engines, "wiki": wiki_quality}
