@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bench import corpus, run
+from bench.growth import growth
 from bench.run import ROOT, add, fresh_kb, median
 
 SHARED = ROOT.parent / "shared" / "corpus"
@@ -201,4 +202,5 @@ def wiki_quality(out: Path, runs: int, quick: bool) -> list[Row]:
 
 
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
-            "commit_steps": commit_steps, "pdf_engines": pdf_engines, "wiki": wiki_quality}
+            "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
+            "wiki": wiki_quality}

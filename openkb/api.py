@@ -21,12 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from openkb.commit import ChangeSet, Removal, commit_changes
 from openkb.commit.journal import pending_journal_paths
-from openkb.crashpoints import CRASHPOINTS
 from openkb.errors import (
     EXIT_INTERRUPTED,
     EXIT_LOCK_TIMEOUT,
@@ -50,18 +49,20 @@ from openkb.errors import (
     exit_code_for,
     exit_code_of_run,
 )
-from openkb.ingest import AddReport, CancelToken, add_paths
 from openkb.kb import KB, WaitCallback, init_kb
 from openkb.lock import Holder, read_holder
 from openkb.model import SKIP_REASONS, FileFailure, Skipped
 from openkb.progress import COMMIT_STEPS, TERMINAL_EVENTS, Listener, Progress, RunOutcome
 from openkb.progress_jsonl import JsonlWriter
-from openkb.progress_summary import RunSummary, summarize, write_chrome_trace
 from openkb.recovery import RecoveryReport, describe_journal
 from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit, TransactionRow
 from openkb.runs import RunRecord, live_runs
-from openkb.treehash import tree_hash as _tree_hash
-from openkb.verify import Problem, VerifyReport, verify_kb
+
+if TYPE_CHECKING:  # and loaded, on first use, by __getattr__ below
+    from openkb.crashpoints import CRASHPOINTS
+    from openkb.ingest import AddReport, CancelToken
+    from openkb.progress_summary import RunSummary, summarize, write_chrome_trace
+    from openkb.verify import Problem, VerifyReport
 
 __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     # commands
@@ -82,6 +83,24 @@ __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     # constants a front end renders
     "COMMIT_STEPS", "CRASHPOINTS", "HIT_END", "HIT_START", "SKIP_REASONS", "TERMINAL_EVENTS",
 ]
+
+# Loaded on first use, so that a command pays only for what it runs: `search`
+# must not import the commit path, the verifier or the converters.
+_LAZY = {
+    "AddReport": "openkb.ingest", "CancelToken": "openkb.ingest",
+    "Problem": "openkb.verify", "VerifyReport": "openkb.verify",
+    "RunSummary": "openkb.progress_summary", "summarize": "openkb.progress_summary",
+    "write_chrome_trace": "openkb.progress_summary",
+    "CRASHPOINTS": "openkb.crashpoints",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 
 
@@ -120,6 +139,8 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
         on_lock_wait: WaitCallback | None = None) -> AddReport:
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
+    from openkb.ingest import add_paths
+
     with _opened(kb_dir, "openkb add") as kb:
         return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                          lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
@@ -151,6 +172,8 @@ def remove(kb_dir: str | None, docs: list[str], progress: Progress, *, dry_run: 
             rows.append(row)
         report = RemoveReport(rows, dry_run, keep_raw, recovery=kb.recovery)
         if not dry_run:
+            from openkb.commit import ChangeSet, Removal, commit_changes
+
             committed = commit_changes(
                 kb.layout, kb.registry,
                 ChangeSet(op="remove", removed=[Removal(r.name, keep_raw) for r in rows]),
@@ -257,6 +280,8 @@ def recompile(kb_dir: str | None, progress: Progress, *, lock_timeout: float | N
     as one transaction."""
     with _changing(kb_dir, "openkb recompile", progress) as (kb, outcome), \
             kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait):
+        from openkb.commit import ChangeSet, commit_changes
+
         committed = commit_changes(kb.layout, kb.registry,
                                    ChangeSet(op="recompile", recompile=True), progress)
         report = RecompileReport(committed.txid, kb.registry.count_documents())
@@ -279,6 +304,8 @@ def verify(kb_dir: str | None, progress: Progress, *, repair: bool = False,
            lock_timeout: float | None = None,
            on_lock_wait: WaitCallback | None = None) -> VerifyReport:
     """Check every invariant; with ``repair``, fix what the KB's own data can."""
+    from openkb.verify import verify_kb
+
     # Without repair, verify looks at the KB as the last command left it:
     # it takes the lock (so no commit runs under it) but recovers nothing,
     # and reports pending journals as problems.
@@ -293,6 +320,8 @@ def verify(kb_dir: str | None, progress: Progress, *, repair: bool = False,
 
 
 def tree_hash(kb_dir: str | None, progress: Progress) -> str:
+    from openkb.treehash import tree_hash as _tree_hash
+
     with _opened(kb_dir, "openkb debug tree-hash") as kb:
         return _tree_hash(kb.layout, kb.reader(progress))
 

@@ -1,4 +1,4 @@
-"""The event stream every long operation emits (schema ``openkb.progress.v1``).
+"""The event stream every long operation emits (schema ``openkb.progress.v2``).
 
 The core only emits; listeners subscribe: the JSONL writer
 (:mod:`openkb.progress_jsonl`), the live view and the debug timing log in the
@@ -12,6 +12,12 @@ A span emits ``kind=start`` before the work and ``kind=done`` with
 :meth:`Progress.run`: ``run start`` first, exactly one terminal event
 (``complete``, ``error`` or ``cancelled``) last, however it ends; a stream
 without one is a run that was killed.
+
+Schema history: v2 (openkb 0.2) reports a file's hashing on its
+``prefilter`` point event (``bytes``, ``hash_ms``) instead of as a
+``hash`` start/done span, two events fewer per file; a file of 16 MiB or
+more also gets a ``hashing`` point event before it is hashed, so a view can
+say what it is waiting for. ``openkb progress summarize`` reads v1 and v2.
 
 A listener that raises (a view printing to a closed pipe) is dropped with one
 warning: telemetry never fails the operation it describes, and an exception
@@ -36,7 +42,8 @@ import psutil
 
 from openkb.errors import EXIT_OK, Interrupted, exit_code_for
 
-SCHEMA = "openkb.progress.v1"
+SCHEMA = "openkb.progress.v2"
+READABLE_SCHEMAS = ("openkb.progress.v1", SCHEMA)
 TERMINAL_EVENTS = ("complete", "error", "cancelled")
 # The steps of a commit, in the order :mod:`openkb.commit.transaction` runs
 # them: each is a span (event and phase) and names its crash points.

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from openkb.errors import UsageError
-from openkb.progress import SCHEMA, TERMINAL_EVENTS
+from openkb.progress import READABLE_SCHEMAS, TERMINAL_EVENTS
 
 SLOWEST_FILES = 10
 
@@ -76,7 +76,7 @@ def iter_file(path: str) -> Iterator[dict[str, Any] | str]:
             except orjson.JSONDecodeError:
                 yield "torn"
                 continue
-            if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+            if not isinstance(record, dict) or record.get("schema") not in READABLE_SCHEMAS:
                 yield "foreign"
                 continue
             yield record
@@ -110,6 +110,8 @@ class _RunTally:
         if kind == "done" and "dur_ms" in record:
             self._span(record, str(record.get("phase") or event), _number(record["dur_ms"]),
                        t_ms)
+        elif event == "prefilter" and "hash_ms" in record:  # v2: the hash, folded in
+            self._span(record, "prefilter", _number(record["hash_ms"]), t_ms)
         elif event == "file_error":
             self.failed.append({"file": record.get("file"), "error": record.get("error")})
         elif event == "heartbeat":
@@ -192,7 +194,8 @@ def summarize(path: str, run_id: str | None = None) -> RunSummary:
                 tally = tallies[rid] = _RunTally(rid)
             tally.add(item)
     if not tallies:
-        raise UsageError(f"{path} holds no {SCHEMA} events")
+        raise UsageError(f"{path} holds no openkb progress events "
+                         f"({' or '.join(READABLE_SCHEMAS)})")
     if run_id is None:
         run_id = list(tallies)[-1]
     elif run_id not in tallies:

@@ -36,7 +36,10 @@ def test_add_builds_a_consistent_kb(kb: Path, sample_docs: Path) -> None:
     for doc in ("alpha", "beta", "delta"):
         assert f"[[summaries/{doc}|" in text
     index = (kb / "wiki" / "index.md").read_text()
-    assert "[[summaries/gamma|" in index and "[[concepts/attent-head|" in index
+    assert "4 documents" in index and "[[catalog/documents/_first|alpha … gamma]]" in index
+    catalog = kb / "wiki" / "catalog"
+    assert "[[summaries/gamma|" in (catalog / "documents" / "_first.md").read_text()
+    assert "[[concepts/attent-head|" in (catalog / "concepts" / "_first.md").read_text()
     log = (kb / "wiki" / "log.md").read_text()
     assert log.count(" add [[summaries/") == 4
     verify_ok(kb)
@@ -106,7 +109,7 @@ def test_remove_takes_the_document_and_its_pages_away(kb: Path, sample_docs: Pat
     assert not (kb / "wiki" / "summaries" / "beta.md").exists()
     # "attention heads" is left in one document only: no longer a concept.
     assert not (kb / "wiki" / "concepts" / "attent-head.md").exists()
-    assert "alpha" not in (kb / "wiki" / "index.md").read_text()
+    assert "alpha" not in (kb / "wiki" / "catalog" / "documents" / "_first.md").read_text()
     assert api.search(str(kb), "alpha", Progress()) == [] or all(
         h.doc != "alpha" for h in api.search(str(kb), "alpha", Progress()))
     verify_ok(kb)
@@ -141,7 +144,8 @@ def test_search_ranks_documents_and_marks_the_match(kb: Path, sample_docs: Path)
 
 def test_recompile_restores_edited_pages(kb: Path, sample_docs: Path) -> None:
     add(kb, sample_docs)
-    pages = [kb / "wiki" / "index.md", kb / "wiki" / "summaries" / "alpha.md",
+    pages = [kb / "wiki" / "index.md", kb / "wiki" / "catalog" / "documents" / "_first.md",
+             kb / "wiki" / "summaries" / "alpha.md",
              kb / "wiki" / "concepts" / "attent-head.md"]
     before = [p.read_bytes() for p in pages]
     for page in pages:

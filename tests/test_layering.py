@@ -100,6 +100,23 @@ def test_starting_the_cli_does_not_load_the_converters() -> None:
     assert result.stdout.split() == []
 
 
+def test_a_search_loads_neither_the_writing_path_nor_pydantic(kb: Path) -> None:
+    """`openkb search` answers in a fraction of a second on a big KB only if
+    start-up stays small: it runs no commit, verify or add, so it must not
+    import them (nor pydantic, which typer 0.29 brings to every option)."""
+    heavy = ("pypdf", "pypdfium2", "markdown_it", "pydantic", "openkb.commit.plan",
+             "openkb.commit.transaction", "openkb.pages", "openkb.catalog", "openkb.verify",
+             "openkb.ingest", "openkb.progress_summary", "openkb.treehash")
+    probe = ("import sys\nfrom openkb.cli.app import main\n"
+             f"sys.argv = ['openkb', '--kb', {str(kb)!r}, 'search', 'anything']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             f"print('LOADED', ' '.join(m for m in {heavy!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    loaded = result.stdout.rpartition("LOADED")[2].split()
+    assert "LOADED" in result.stdout and loaded == [], result.stderr
+
+
 def test_the_api_offers_what_an_add_takes_and_returns() -> None:
     from openkb import api
 

@@ -94,8 +94,8 @@ def test_golden_event_sequence_of_a_small_add(kb: Path, tmp_path: Path) -> None:
     progress.subscribe(events.append)
     report = api.add(str(kb), [str(docs)], progress, jobs=1)
     assert report.exit_code == 0
-    per_file = [("hash", "start"), ("hash", "done"), ("prefilter", "point"),
-                ("prepare", "start"), ("prepare", "done")]
+    # v2: the hash is timed on the prefilter event, not a span of its own.
+    per_file = [("prefilter", "point"), ("prepare", "start"), ("prepare", "done")]
     steps = [(step, kind) for step in COMMIT_STEPS for kind in ("start", "done")]
     assert [(e["event"], e["kind"]) for e in events] == [
         ("run", "start"), ("scan", "start"), ("scan", "progress"), ("scan", "done"),
@@ -106,6 +106,8 @@ def test_golden_event_sequence_of_a_small_add(kb: Path, tmp_path: Path) -> None:
     ]
     _assert_well_formed(events)
     _commit_steps_pair_up(events)
+    prefiltered = [e for e in events if e["event"] == "prefilter"]
+    assert all(e["bytes"] > 0 and e["hash_ms"] >= 0 for e in prefiltered)
     # In one process the run's clock only moves forward.
     assert [e["t_ms"] for e in events] == sorted(e["t_ms"] for e in events)
     terminal = events[-1]
@@ -475,7 +477,7 @@ def test_summarize_of_a_file_with_no_events_is_a_usage_error(cli, tmp_path: Path
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"foreign": 1}\n')
     result = cli("progress", "summarize", str(empty))
-    assert result.code == 2 and "holds no openkb.progress.v1 events" in result.err
+    assert result.code == 2 and "holds no openkb progress events" in result.err
     assert cli("progress", "summarize", str(tmp_path / "absent")).code == 2
 
 
@@ -584,3 +586,30 @@ def test_heartbeats_during_a_lock_wait_name_only_files_in_conversion(kb: Path,
     for beat in beats:  # allow for a result in a pipe the parent has not read yet
         for worker in beat["workers"]:
             assert finished_at[worker["file"]] > beat["t_ms"] - 500, (beat["t_ms"], worker)
+
+
+def test_summarize_reads_the_hash_time_of_v1_spans_and_v2_prefilter_events(
+        cli, tmp_path: Path) -> None:
+    """A JSONL written by openkb 0.1 (schema v1, a hash span per file) still
+    summarizes, and both schemas put the hashing in the prefilter phase."""
+    def record(schema: str, seq: int, **fields: object) -> str:
+        return json.dumps({"schema": schema, "run_id": schema, "seq": seq, "ts_ms": 0,
+                           "t_ms": 10.0 * seq, "pid": 1, "worker": None, "rss_mib": 50.0,
+                           **fields})
+    v1, v2 = "openkb.progress.v1", SCHEMA
+    lines = [
+        record(v1, 1, event="hash", phase="prefilter", kind="start", file="a.md"),
+        record(v1, 2, event="hash", phase="prefilter", kind="done", file="a.md", dur_ms=4.0),
+        record(v1, 3, event="prefilter", phase="prefilter", kind="point", file="a.md"),
+        record(v2, 1, event="prefilter", phase="prefilter", kind="point", file="a.md",
+               bytes=10, hash_ms=6.0),
+        record(v2, 2, event="prefilter", phase="prefilter", kind="point", file="b.md",
+               bytes=10, hash_ms=3.0),
+    ]
+    jsonl = tmp_path / "mixed.jsonl"
+    jsonl.write_text("\n".join(lines) + "\n")
+    for run, busy, count in ((v1, 4.0, 1), (v2, 9.0, 2)):
+        data = _summary(jsonl, "--run", run)
+        assert data["runs_in_file"] == [v1, v2] and data["foreign_lines"] == 0
+        prefilter = next(p for p in data["phases"] if p["phase"] == "prefilter")
+        assert (prefilter["busy_ms"], prefilter["count"]) == (busy, count)

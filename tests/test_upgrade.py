@@ -76,6 +76,10 @@ def test_a_0_1_kb_is_upgraded_to_schema_2_by_its_first_command(crashed: Path) ->
     assert {name for (name,) in _sql(kb, "SELECT name FROM migrations")} == {
         m.name for m in migrations.MIGRATIONS}
     verify_ok(kb)
+    # catalog-pages: 0.1's index.md listed every document; now it lists pages.
+    index = (kb / "wiki" / "index.md").read_text()
+    assert "[[catalog/documents/_first|" in index and "[[summaries/" not in index
+    assert "[[summaries/" in (kb / "wiki" / "catalog" / "documents" / "_first.md").read_text()
 
 
 def test_a_kb_a_newer_openkb_migrated_is_refused(kb: Path) -> None:

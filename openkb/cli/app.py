@@ -59,7 +59,7 @@ def main_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     progress_jsonl: Annotated[str | None, typer.Option(
         "--progress-jsonl", envvar="OPENKB_PROGRESS_JSONL", metavar="PATH",
-        help="Append progress events (openkb.progress.v1) to PATH.")] = None,
+        help="Append progress events (openkb.progress.v2) to PATH.")] = None,
     lock_timeout: Annotated[float | None, typer.Option(
         "--lock-timeout", metavar="SECONDS",
         help="Give up (exit 3) if another openkb holds the KB lock this long.")] = None,

@@ -77,8 +77,10 @@ class RunState:
             return self._enter_phase(str(event))
         if event == "scan" and kind == "done":
             self.scanning = False
-        elif event == "hash":
-            self.hashing = record.get("file", "") if kind == "start" else ""
+        elif event == "hashing":  # only files big enough to take a while
+            self.hashing = record.get("file", "")
+        elif event in ("prefilter", "file_error"):
+            self.hashing = ""
         elif event == "prepare":
             self._fold_prepare(record, kind)
         elif event == "commit":

@@ -18,13 +18,11 @@ from openkb.api import (
     HIT_START,
     SKIP_REASONS,
     DocumentRow,
-    Problem,
     SearchHit,
-    VerifyReport,
 )
 
-if TYPE_CHECKING:
-    from openkb.api import AddReport  # loaded only by `add`, which has a report to render
+if TYPE_CHECKING:  # loaded only by the command that has one to render
+    from openkb.api import AddReport, Problem, VerifyReport
 
 
 def _default(value: Any) -> Any:

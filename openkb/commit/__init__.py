@@ -82,7 +82,25 @@ Nothing else is written without an fsync before the commit point depends
 on it; SQLite makes its own file durable at the COMMIT.
 """
 
-from openkb.commit.plan import ChangeSet, Removal
-from openkb.commit.transaction import CommitOutcome, commit_changes
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from openkb.commit.plan import ChangeSet, Removal
+    from openkb.commit.transaction import CommitOutcome, commit_changes
 
 __all__ = ["ChangeSet", "CommitOutcome", "Removal", "commit_changes"]
+
+# Loaded on first use: recovery, which every command may run, needs only
+# the journal and undo modules, not planning and compiling (pages, index).
+_LAZY = {"ChangeSet": "plan", "Removal": "plan", "CommitOutcome": "transaction",
+         "commit_changes": "transaction"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

@@ -12,21 +12,19 @@ or one losing a document, needs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from typing import Protocol
 
-from openkb import index_md, pages
+from openkb import pages
 from openkb.compile_state import CompileState, TermBook
 from openkb.layout import KBLayout
 from openkb.model import DocumentInfo, TermUse
 from openkb.prepare import minhash
-from openkb.registry import Registry, RegistryWriter
+from openkb.registry import RegistryWriter
 
 HEAD_DOCS = 3
 MAX_RELATED_CONCEPTS = 8
-INDEX_SHA_KEY = "index_sha256"
 
 
 class Acts(Protocol):
@@ -62,53 +60,29 @@ def summary_page(state: CompileState, name: str, ext: str, size: int,
     return pages.render_summary(name, ext, size, info, near)
 
 
-def plan_concepts(layout: KBLayout, state: CompileState, acts: Acts
-                  ) -> dict[str, tuple[str, int] | None]:
-    """Plan every concept page the change touches; return each touched
-    key's index entry after it ((display, count), or None: no concept)."""
-    entries: dict[str, tuple[str, int] | None] = {}
+def plan_concepts(layout: KBLayout, state: CompileState, acts: Acts) -> dict[str, str | None]:
+    """Plan every concept page the change touches; return the catalog lines
+    it changes: key -> display, or None for a concept that is gone."""
+    lines: dict[str, str | None] = {}
     for key in sorted(state.books):
         book = state.books[key]
+        before = book.before
+        was = (before.display if before is not None and before.concept else None)
+        now = book.display if book.concept else None
+        if was != now:
+            lines[key] = now
         rel = layout.concept_rel(pages.concept_slug(key))
         if not book.concept:
-            if book.before is not None and book.before.concept:
+            if before is not None and before.concept:
                 acts.drop(rel)
-            entries[key] = None
             continue
-        entries[key] = (book.display, book.count)
-        before = book.before
         if (before is not None and before.concept and not book.leaving
                 and before.count >= HEAD_DOCS and before.defined == book.defined
                 and os.path.lexists(layout.root / rel)):
             acts.append(rel, "".join(pages.concept_line(u) for u in book.arriving))
         else:
             acts.rewrite(rel, concept_page(state, book))
-    return entries
-
-
-def next_index(layout: KBLayout, registry: Registry, added: list[tuple[str, str, str]],
-               removed_names: list[str], entries: dict[str, tuple[str, int] | None]) -> str:
-    """index.md after the change: spliced into the current file when that is
-    exactly what openkb last wrote, else rendered from the registry."""
-    try:
-        current = layout.index_md.read_bytes()
-    except FileNotFoundError:
-        current = None
-    if current is not None and hashlib.sha256(current).hexdigest() == registry.meta(
-            INDEX_SHA_KEY):
-        spliced = index_md.splice_index(current.decode("utf-8"), added=added,
-                                        removed=removed_names, concepts=entries)
-        if spliced is not None:
-            return spliced
-    removed = set(removed_names)
-    catalog = [entry for entry in registry.catalog() if entry[0] not in removed] + added
-    concepts = {key: (display, count) for key, display, count in registry.concept_entries()}
-    for key, shown in entries.items():
-        if shown is None:
-            concepts.pop(key, None)
-        else:
-            concepts[key] = shown
-    return index_md.render_index(catalog, [(k, d, c) for k, (d, c) in concepts.items()])
+    return lines
 
 
 def write_compiled(writer: RegistryWriter, state: CompileState) -> None:

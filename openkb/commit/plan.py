@@ -19,7 +19,8 @@ from typing import TypeVar
 
 from openkb import fsio, pages
 from openkb.commit.actions import Action, Append, Attic, Publish, Rewrite, Stash
-from openkb.commit.compile_plan import next_index, plan_concepts, summary_page, write_compiled
+from openkb.commit.catalog_plan import full_catalog, next_catalog
+from openkb.commit.compile_plan import plan_concepts, summary_page, write_compiled
 from openkb.commit.journal import Journal
 from openkb.commit.recompile_plan import plan_recompile
 from openkb.compile_state import CompileState
@@ -133,7 +134,8 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     _plan_additions(layout, registry, acts, changes, removed_names, vacated)
     if changes.recompile:
         recompiled = plan_recompile(layout, registry, acts)
-        summary_updates, index_text = recompiled.summary_updates, recompiled.index_text
+        summary_updates = recompiled.summary_updates
+        compiled = full_catalog(layout, registry.catalog(), recompiled.concepts)
         write = recompiled.write
     else:
         state = CompileState(registry)
@@ -143,13 +145,18 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
             state.add(doc.name, doc.info.title, doc.info)
         state.finish()
         summary_updates = _plan_summaries(layout, registry, acts, state, changes, removed_names)
-        entries = plan_concepts(layout, state, acts)
-        added = [(d.name, d.info.title, d.info.kind) for d in changes.added]
-        index_text = next_index(layout, registry, added, removed_names, entries)
+        concept_lines = plan_concepts(layout, state, acts)
+        compiled = next_catalog(layout, registry, changes.added, removed_names, concept_lines)
 
         def write(writer: RegistryWriter) -> None:
             write_compiled(writer, state)
+    index_text = compiled.index
     acts.rewrite(layout.INDEX_REL, index_text)
+    for rel, page in sorted(compiled.pages.items()):
+        if page is None:
+            acts.drop(rel)
+        else:
+            acts.rewrite(rel, page)
     acts.append(layout.LOG_REL, _log_lines(changes, removed_rows, now, txid))
     rows = [
         DocumentRow(

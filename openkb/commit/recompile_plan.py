@@ -18,7 +18,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from openkb import index_md, pages
+from openkb import pages
 from openkb.commit.compile_plan import Acts, concept_page, summary_page, write_compiled
 from openkb.compile_state import CompileState
 from openkb.layout import KBLayout
@@ -31,7 +31,7 @@ class Recompiled:
     state: CompileState
     infos: dict[str, DocumentInfo] = field(default_factory=dict)
     summary_updates: list[tuple[str, str]] = field(default_factory=list)
-    index_text: str = ""
+    concepts: list[tuple[str, str]] = field(default_factory=list)  # (key, display)
 
     def write(self, writer: RegistryWriter) -> None:
         writer.reset_compiled()
@@ -77,7 +77,6 @@ def plan_recompile(layout: KBLayout, registry: Registry, acts: Acts) -> Recompil
         if sha != row.summary_sha256:
             result.summary_updates.append((row.name, sha))
     wanted = set()
-    entries = []
     for key in sorted(state.books):
         book = state.books[key]
         if not book.concept:
@@ -85,10 +84,9 @@ def plan_recompile(layout: KBLayout, registry: Registry, acts: Acts) -> Recompil
         slug = pages.concept_slug(key)
         wanted.add(f"{slug}.md")
         acts.rewrite(layout.concept_rel(slug), concept_page(state, book))
-        entries.append((key, book.display, book.count))
+        result.concepts.append((key, book.display))
     if layout.concepts_dir.is_dir():
         for entry in sorted(os.listdir(layout.concepts_dir)):
             if entry.endswith(".md") and entry not in wanted:
                 acts.drop(f"wiki/concepts/{entry}")
-    result.index_text = index_md.render_index(registry.catalog(), entries)
     return result

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from openkb import fsio
 from openkb.commit import undo
-from openkb.commit.compile_plan import INDEX_SHA_KEY
+from openkb.commit.catalog_plan import INDEX_SHA_KEY
 from openkb.commit.plan import ChangeSet, Plan, plan_changes
 from openkb.crashpoints import crashpoint
 from openkb.errors import CommitFailed
@@ -152,6 +152,9 @@ def _compile(layout: KBLayout, plan: Plan) -> None:
     where = plan.journal.where(layout)
     crashpoint("compile.before")
     writes = [(where.planned(action.target), content) for action, content in plan.rewrites]
+    for folder in sorted({path.parent for path, _ in writes}):
+        if not folder.is_dir():  # the catalog's folders, on the first commit that pages
+            fsio.makedirs(folder)
     fsio.write_many_atomic(writes, before_each_replace=lambda: crashpoint("compile.file"))
     if plan.compile_stashes:
         moved = [action.apply(where) for action in plan.compile_stashes]

@@ -58,11 +58,12 @@ class Tally:
         self.report = AddReport(jobs=jobs)
         self.counts = Counts()
 
-    def skip(self, skipped: Skipped) -> None:
+    def skip(self, skipped: Skipped, **fields: object) -> None:
+        """``fields``: what the prefilter learnt (``bytes``, ``hash_ms``)."""
         self.report.skipped.append(skipped)
         self.counts.skipped += 1
         self.progress.emit("prefilter", "point", "prefilter", file=skipped.display,
-                           outcome=f"skipped:{skipped.reason}")
+                           outcome=f"skipped:{skipped.reason}", **fields)
 
     def fail(self, failure: FileFailure, *, counted: bool = True) -> None:
         """``counted=False``: already in ``counts`` (the scan counts its own)."""

@@ -169,13 +169,13 @@ class AddRun:
                 return True
             entry, outcome, hash_ms = item
             if isinstance(outcome, Skipped):
-                self.tally.skip(outcome)
+                self.tally.skip(outcome, bytes=entry.size, hash_ms=hash_ms)
             elif isinstance(outcome, FileFailure):
                 self.tally.fail(outcome)
             else:
                 self.prefilter_ms[entry.seq] = hash_ms
                 self.progress.emit("prefilter", "point", "prefilter", file=entry.display,
-                                   doc=outcome.name,
+                                   doc=outcome.name, bytes=entry.size, hash_ms=hash_ms,
                                    outcome="update" if outcome.replaces else "new")
                 dispatcher.queue(outcome)
                 window.admit(entry.seq, entry.size)

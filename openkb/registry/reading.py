@@ -130,6 +130,18 @@ class Registry(ConceptQueries):
             "SELECT name, title, kind FROM documents ORDER BY name"
         ).fetchall()
 
+    def catalog_from(self, name: str, limit: int) -> list[tuple[str, str, str]]:
+        """The catalog's first ``limit`` documents at or after ``name``."""
+        return self._conn.execute(
+            "SELECT name, title, kind FROM documents WHERE name >= ? ORDER BY name LIMIT ?",
+            (name, limit)).fetchall()
+
+    def concepts_from(self, term: str, limit: int) -> list[tuple[str, str]]:
+        """(key, display) of the first ``limit`` concepts at or after ``term``."""
+        return self._conn.execute(
+            "SELECT term, display FROM terms WHERE term >= ? AND concept = 1 ORDER BY term "
+            "LIMIT ?", (term, limit)).fetchall()
+
     def count_documents(self) -> int:
         return self._conn.execute("SELECT count(*) FROM documents").fetchone()[0]
 

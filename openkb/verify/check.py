@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from openkb import fsio, index_md, pages
+from openkb import catalog, fsio, pages
 from openkb.commit.compile_plan import concept_page
 from openkb.commit.journal import pending_journal_paths, txid_of
 from openkb.compile_state import CompileState
@@ -134,27 +134,46 @@ def _check_pages(layout: KBLayout, registry: Registry, report: VerifyReport) -> 
         report.add("terms", "terms", problem)
     state = CompileState(registry)
     wanted = set()
-    for key, _, _ in concepts:
-        rel = layout.concept_rel(pages.concept_slug(key))
+    for term, _, _ in concepts:
+        rel = layout.concept_rel(pages.concept_slug(term))
         wanted.add(Path(rel).name)
         path = layout.root / rel
         report.files_checked += 1
-        content = concept_page(state, state.book(key)).encode("utf-8")
+        content = concept_page(state, state.book(term)).encode("utf-8")
         if not path.is_file():
-            report.add("concept", rel, f"concept page for {key!r} is missing")
+            report.add("concept", rel, f"concept page for {term!r} is missing")
         elif path.read_bytes() != content:
-            report.add("concept", rel, f"concept page for {key!r} is out of date")
+            report.add("concept", rel, f"concept page for {term!r} is out of date")
     # No commit leaves a page without its concept, so an unbacked one is
     # someone's own file: an orphan to quarantine, not a page to recompile
     # away (the recompile would delete it).
     for entry in _entries(layout.concepts_dir):
         if entry not in wanted and not fsio.is_tmp_name(entry):
             report.add("orphan", f"wiki/concepts/{entry}", "page with no concept behind it")
-    index = index_md.render_index(registry.catalog(), concepts).encode("utf-8")
-    if not layout.index_md.is_file() or layout.index_md.read_bytes() != index:
-        report.add("index-md", layout.INDEX_REL, "index.md does not match the registry")
+    _check_catalog(layout, registry, [(key, display) for key, display, _ in concepts], report)
     if not layout.log_md.is_file():
         report.add("log", layout.LOG_REL, "log.md is missing")
+
+
+def _check_catalog(layout: KBLayout, registry: Registry, concepts: list[tuple[str, str]],
+                   report: VerifyReport) -> None:
+    """index.md and every catalog page, as a full render makes them; a page
+    no render makes is stale (only openkb writes there, so a recompile, which
+    drops it, is the repair)."""
+    expected = catalog.render_catalog(registry.catalog(), concepts)
+    if not layout.index_md.is_file() or layout.index_md.read_bytes() != expected.index.encode():
+        report.add("index-md", layout.INDEX_REL, "index.md does not match the registry")
+    for rel, content in sorted(expected.pages.items()):
+        path = layout.root / rel
+        report.files_checked += 1
+        if not path.is_file() or path.read_bytes() != (content or "").encode("utf-8"):
+            report.add("index-md", rel, "catalog page does not match the registry")
+    for shelf in catalog.SHELVES:
+        folder = f"wiki/catalog/{shelf.kind}"
+        for entry in _entries(layout.root / folder):
+            if f"{folder}/{entry}" not in expected.pages and not fsio.is_tmp_name(entry):
+                report.add("index-md", f"{folder}/{entry}", "catalog page the registry does "
+                           "not have")
 
 
 def _entries(directory: Path) -> list[str]:
