@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from openkb import fsio, pages
+from openkb import pages
 from openkb.commit.actions import Action, Append, Attic, Publish, Rewrite, Stash
 from openkb.commit.catalog_plan import full_catalog, next_catalog
 from openkb.commit.compile_plan import plan_concepts, summary_page, write_compiled
@@ -218,13 +218,15 @@ def _plan_additions(layout: KBLayout, registry: Registry, acts: _Actions, change
         for staged, rel in (
             (doc.staged_raw, layout.raw_rel(doc.name, doc.ext)),
             (doc.staged_source, layout.source_rel(doc.name)),
-            (doc.staged_summary, layout.summary_rel(doc.name)),
+            (None, layout.summary_rel(doc.name)),
         ):
             if rel not in vacated and os.path.lexists(layout.root / rel):
                 raise CommitFailed(
                     f"{rel} exists but the registry does not list it",
                     hint="run `openkb verify --repair` to quarantine orphaned files",
                 )
+            if staged is None:
+                continue  # the summary page is compiled now (_plan_summaries)
             # An update: the target holds the old file until that stash runs,
             # and rollback must not mistake it for the new one.
             acts.publish_staged(rel, layout.rel(Path(os.path.abspath(staged))), vacated.get(rel))
@@ -250,21 +252,18 @@ def _log_lines(changes: ChangeSet, removed_rows: dict[str, DocumentRow], now: st
 
 def _plan_summaries(layout: KBLayout, registry: Registry, acts: _Actions, state: CompileState,
                     changes: ChangeSet, removed_names: list[str]) -> list[tuple[str, str]]:
-    """Render new documents' summary pages over their staged ones (their
-    key terms, near-copies and related documents are known only now), and
+    """Render new documents' summary pages (their key terms, near-copies
+    and related documents are known only now), and
     plan the rewrite of stored pages whose near-copies or related
     documents changed."""
     for doc in changes.added:
-        content = summary_page(state, doc.name, doc.ext, doc.size, doc.info).encode("utf-8")
-        # The staging dir is this run's own, not a live path: rewriting it
-        # changes nothing a crash could leave half-done in the KB. The data
-        # is fsynced before the commit point; the rename within staging need
-        # not be, as publish moves the file on and fsyncs the dir it lands in.
-        staged = Path(doc.staged_summary)
-        tmp = fsio.tmp_path_for(staged)
-        fsio.write_new_file(tmp, content)
-        fsio.replace(tmp, staged, sync=False)
-        doc.summary_sha256 = hashlib.sha256(content).hexdigest()
+        # Written by the compile step like any page, not published from
+        # staging: prepare could not know the key terms, near-copies and
+        # related documents. (An update's old page was stashed by publish;
+        # the rewrite's own before-image restores it on rollback too.)
+        content = summary_page(state, doc.name, doc.ext, doc.size, doc.info)
+        acts.rewrite(layout.summary_rel(doc.name), content)
+        doc.summary_sha256 = hashlib.sha256(content.encode("utf-8")).hexdigest()
     updates = []
     changed = {d.name for d in changes.added} | set(removed_names)
     for name in sorted((state.stale_summaries | set(state.refreshed)) - changed):
