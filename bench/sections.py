@@ -10,7 +10,9 @@ from pathlib import Path
 
 from bench import corpus, run
 from bench.growth import growth
+from bench.llm import llm_stage
 from bench.run import ROOT, add, fresh_kb, median
+from bench.synthetic import commit_size
 
 SHARED = ROOT.parent / "shared" / "corpus"
 CORES = os.cpu_count() or 1
@@ -203,4 +205,4 @@ def wiki_quality(out: Path, runs: int, quick: bool) -> list[Row]:
 
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
             "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
-            "wiki": wiki_quality}
+            "commit_size": commit_size, "llm": llm_stage, "wiki": wiki_quality}

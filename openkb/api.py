@@ -61,6 +61,8 @@ from openkb.runs import RunRecord, live_runs
 if TYPE_CHECKING:  # and loaded, on first use, by __getattr__ below
     from openkb.crashpoints import CRASHPOINTS
     from openkb.ingest import AddReport, CancelToken
+    from openkb.llm.refresh import RefreshReport
+    from openkb.llm.summarizer import Summarizer
     from openkb.progress_summary import RunSummary, summarize, write_chrome_trace
     from openkb.verify import Problem, VerifyReport
 
@@ -136,14 +138,32 @@ def init(path: str) -> InitResult:
 
 def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
         cancel: CancelToken | None = None, lock_timeout: float | None = None,
-        on_lock_wait: WaitCallback | None = None) -> AddReport:
+        on_lock_wait: WaitCallback | None = None, llm: bool = False,
+        llm_model: str | None = None) -> AddReport:
+    """``llm``: summaries written by the configured endpoint (openkb.llm)."""
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
     from openkb.ingest import add_paths
 
     with _opened(kb_dir, "openkb add") as kb:
-        return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
-                         lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
+        summarizer = _summarizer(kb, llm_model) if llm else None
+        try:
+            return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
+                             lock_timeout=lock_timeout, on_lock_wait=on_lock_wait,
+                             summarizer=summarizer)
+        finally:
+            if summarizer is not None:
+                summarizer.close()
+
+
+def _summarizer(kb: KB, model: str | None) -> Summarizer:
+    """The LLM endpoint and reply cache, or a UsageError naming what to set.
+    Imported here: commands without the LLM never load it."""
+    from openkb.llm.cache import ReplyCache
+    from openkb.llm.settings import resolve_endpoint
+    from openkb.llm.summarizer import Summarizer
+
+    return Summarizer(resolve_endpoint(kb.config.llm, model), ReplyCache(kb.layout.llm_cache_dir))
 
 
 @dataclass
@@ -199,6 +219,7 @@ class StatusReport:
     lock_holder: Holder | None
     running: list[RunRecord]
     last_change: str | None
+    llm_pending: int = 0  # documents whose LLM summary is owed (a call failed)
 
 
 def status(kb_dir: str | None, progress: Progress) -> StatusReport:
@@ -217,6 +238,7 @@ def status(kb_dir: str | None, progress: Progress) -> StatusReport:
             lock_holder=read_holder(kb.layout),
             running=live_runs(kb.layout),
             last_change=_describe_transaction(last) if last else None,
+            llm_pending=len(registry.llm_pending()),
         )
 
 
@@ -272,12 +294,17 @@ def show(kb_dir: str | None, doc: str, progress: Progress) -> ShowResult:
 class RecompileReport:
     txid: str
     documents: int
+    llm: RefreshReport | None = None  # with the LLM: what it did
 
 
 def recompile(kb_dir: str | None, progress: Progress, *, lock_timeout: float | None = None,
-              on_lock_wait: WaitCallback | None = None) -> RecompileReport:
+              on_lock_wait: WaitCallback | None = None, llm: bool = False,
+              llm_model: str | None = None) -> RecompileReport:
     """Re-render every summary, concept page and index.md from the registry,
-    as one transaction."""
+    as one transaction; with ``llm``, every summary section is (re)written by
+    the LLM first (from the reply cache where it can be)."""
+    if llm:
+        return _recompile_with_llm(kb_dir, progress, lock_timeout, on_lock_wait, llm_model)
     with _changing(kb_dir, "openkb recompile", progress) as (kb, outcome), \
             kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait):
         from openkb.commit import ChangeSet, commit_changes
@@ -286,6 +313,25 @@ def recompile(kb_dir: str | None, progress: Progress, *, lock_timeout: float | N
                                    ChangeSet(op="recompile", recompile=True), progress)
         report = RecompileReport(committed.txid, kb.registry.count_documents())
         outcome.fields.update(documents=report.documents, txid=report.txid)
+        return report
+
+
+def _recompile_with_llm(kb_dir: str | None, progress: Progress, lock_timeout: float | None,
+                        on_lock_wait: WaitCallback | None,
+                        llm_model: str | None) -> RecompileReport:
+    from openkb.llm.refresh import refresh_summaries
+
+    with _changing(kb_dir, "openkb recompile", progress) as (kb, outcome):
+        summarizer = _summarizer(kb, llm_model)
+        try:
+            done = refresh_summaries(kb, progress, summarizer, recompile=True,
+                                     lock_timeout=lock_timeout, on_wait=on_lock_wait)
+        finally:
+            summarizer.close()
+        report = RecompileReport(done.txid or "", done.documents, llm=done)
+        outcome.fields.update(documents=report.documents, txid=report.txid,
+                              llm_answered=done.answered, llm_cached=done.cached,
+                              llm_pending=done.pending)
         return report
 
 

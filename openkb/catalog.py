@@ -11,8 +11,8 @@ entries before the first such key are on the ``_first`` page). So the pages
 are a function of the set of documents alone — a recompile, a jobs-1 and a
 jobs-N add produce the same bytes — and a commit rewrites only the pages its
 entries fall on (a new start key splits one page in two; a removed one
-merges two), plus index.md, which holds one line per page (~0.4 % of the
-entries).
+merges two). index.md holds one line per page, naming where it starts, and
+changes only when a page is split or merged.
 
 A commit finds its pages through index.md's lines, which is only sound if
 the file is exactly what openkb last wrote: the registry keeps its sha256
@@ -41,8 +41,9 @@ _FIRST_ID = "_first"  # its file name: no document name or concept slug starts w
 _FETCH = 128
 DOCS_HEADING = "## Documents"
 CONCEPTS_HEADING = "## Concepts"
-_PAGE_LINE = re.compile(r"^- \[\[catalog/(documents|concepts)/([^|\]]+)\|[^\]]*\]\] · (\d+) "
-                        r"(?:documents|concepts)$")
+_PAGE_LINE = re.compile(r"^- \[\[catalog/(documents|concepts)/([^|\]]+)\|[^\]]*\]\]$")
+INTRO = ("Every document and concept, in name order, on pages of about "
+         f"{PAGE_TARGET} entries. `openkb list` and `openkb search` find them too.")
 
 
 def _match(line: str) -> re.Match[str]:
@@ -92,9 +93,11 @@ class Shelf:
     def page_rel(self, start: str) -> str:
         return f"wiki/catalog/{self.kind}/{self.page_id(start)}.md"
 
-    def index_line(self, start: str, keys: list[str]) -> str:
-        return (f"- [[catalog/{self.kind}/{self.page_id(start)}|{keys[0]} … {keys[-1]}]] · "
-                f"{len(keys)} {self.kind}")
+    def index_line(self, start: str) -> str:
+        """A page's line names only where it starts, so that index.md changes
+        only when a page is split or merged, not on every commit."""
+        label = f"{self.kind}: the first" if start == FIRST else f"from {start}"
+        return f"- [[catalog/{self.kind}/{self.page_id(start)}|{label}]]"
 
     def render_page(self, entries: list[tuple[str, str]]) -> str:
         keys = [key for key, _ in entries]
@@ -117,12 +120,8 @@ class Catalog:
 
 
 def _assemble(lines: dict[Shelf, list[str]]) -> str:
-    def total(shelf: Shelf) -> int:
-        return sum(int(_match(line).group(3)) for line in lines[shelf])
-
     return "\n".join([
-        "# Index", "",
-        f"{total(DOCUMENTS)} documents · {total(CONCEPTS)} concepts", "",
+        "# Index", "", INTRO, "",
         DOCS_HEADING, "", *lines[DOCUMENTS], "", CONCEPTS_HEADING, "", *lines[CONCEPTS], "",
     ])
 
@@ -150,7 +149,7 @@ def render_catalog(documents: Iterable[tuple[str, str, str]],
                CONCEPTS: ((key, concept_entry(key, display)) for key, display in concepts)}
     for shelf, entries in sources.items():
         for start, page in _paginate(entries):
-            lines[shelf].append(shelf.index_line(start, [key for key, _ in page]))
+            lines[shelf].append(shelf.index_line(start))
             pages[shelf.page_rel(start)] = shelf.render_page(page)
     return Catalog(_assemble(lines), pages)
 
@@ -245,7 +244,7 @@ def _shelf_pages(shelf: Shelf, index_lines: list[str], change: _Change,
                 break
             entries.append((key, line))
         if entries:
-            by_start[start] = shelf.index_line(start, [key for key, _ in entries])
+            by_start[start] = shelf.index_line(start)
             pages[shelf.page_rel(start)] = shelf.render_page(entries)
         else:
             by_start.pop(start, None)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from openkb.errors import ConfigError
+from openkb.llm.settings import LlmSettings, parse_llm_settings
 
 PDF_ENGINES = ("pdfium", "pypdf")  # openkb.prepare.pdf_text.ENGINES, without importing it
 
@@ -27,6 +28,7 @@ class Config:
     key_terms_per_doc: int = 10
     chunk_chars: int = 1500
     pdf_engine: str = "pdfium"  # or "pypdf": see openkb.prepare.pdf_text
+    llm: LlmSettings = field(default_factory=LlmSettings)  # see openkb.llm.settings
 
     @property
     def jobs(self) -> int:
@@ -69,6 +71,8 @@ def _validated(values: dict[str, object], source: str) -> Config:
             ok = isinstance(value, bool)
         elif key == "pdf_engine":
             ok = value in PDF_ENGINES
+        elif key == "llm" and not isinstance(value, LlmSettings):
+            values[key] = parse_llm_settings(value, source)
         if not ok:
             raise ConfigError(f"{source}: invalid value {value!r} for {key}")
     return Config(**values)  # type: ignore[arg-type]

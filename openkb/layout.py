@@ -100,6 +100,11 @@ class KBLayout:
         """Where `verify --repair` moves orphaned files instead of deleting them."""
         return self.meta_dir / "quarantine"
 
+    @property
+    def llm_cache_dir(self) -> Path:
+        """LLM replies, one fsynced file each (see openkb.llm.cache)."""
+        return self.meta_dir / "llm-cache"
+
     def is_kb(self) -> bool:
         return self.db_path.is_file()
 
@@ -129,7 +134,7 @@ class KBLayout:
         return (self.raw_dir, self.attic_dir, self.wiki_dir, self.sources_dir,
                 self.summaries_dir, self.concepts_dir, self.index_md, self.log_md,
                 self.meta_dir, self.journal_dir, self.staging_dir, self.runs_dir,
-                self.quarantine_dir)
+                self.quarantine_dir, self.llm_cache_dir)
 
     def check_no_symlinks(self) -> None:
         """Raise UnsafePath if a managed path is a symlink.

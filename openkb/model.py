@@ -133,6 +133,11 @@ class DocumentInfo:
     term_quota: int = 10  # how many key terms to choose
     related: list[tuple[str, str]] = field(default_factory=list)  # (name, title), best first
     minhash: list[int] = field(default_factory=list)  # see openkb.prepare.minhash
+    # Written by an LLM (openkb.llm); when empty, the page shows ``lead``.
+    summary: str = ""
+    # Why an LLM summary was asked for and not obtained; retried by the next
+    # command that asks for LLM summaries (see openkb.llm.refresh).
+    summary_pending: str = ""
 
 
 @dataclass(slots=True)

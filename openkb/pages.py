@@ -55,8 +55,8 @@ def _human_bytes(size: int) -> str:
 
 
 def summary_text(info: DocumentInfo) -> str:
-    """The prose under a summary page's "Summary" heading."""
-    return info.lead
+    """The summary section: the LLM's (openkb.llm), else the lead paragraph."""
+    return info.summary or info.lead
 
 
 def render_summary(name: str, ext: str, size: int, info: DocumentInfo,

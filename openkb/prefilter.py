@@ -40,6 +40,11 @@ class NameReservations:
         self.registry = registry
         self.reserved: set[str] = set()
 
+    def release(self, name: str) -> None:
+        """Once a document is committed the registry holds its name: keeping
+        it here too would grow the run's memory with each file."""
+        self.reserved.discard(name)
+
     def taken(self, name: str) -> bool:
         if name in self.reserved or self.registry.name_taken(name):
             return True
@@ -69,7 +74,9 @@ def prefilter(
 ) -> Iterator[tuple[ScanEntry, PrepareTask | Skipped | FileFailure, float]]:
     """For each entry, in order: a task to prepare, a skip, or a failure, and
     the milliseconds spent hashing it."""
-    seen: dict[str, str] = {}
+    # Digests as bytes, and the display string the report shares: this
+    # lives as long as the run, an entry per file.
+    seen: dict[bytes, str] = {}
     for entry in entries:
         if entry.size > max_file_bytes:
             yield entry, FileFailure(entry.seq, entry.display, (
@@ -93,10 +100,11 @@ def prefilter(
         if holder is not None:
             yield entry, Skipped(entry.display, "duplicate", holder), hash_ms
             continue
-        if sha in seen:
-            yield entry, Skipped(entry.display, "duplicate-in-run", seen[sha]), hash_ms
+        digest = bytes.fromhex(sha)
+        if digest in seen:
+            yield entry, Skipped(entry.display, "duplicate-in-run", seen[digest]), hash_ms
             continue
-        seen[sha] = entry.display
+        seen[digest] = entry.display
         kind, ext = detect_kind_by_name(entry.path)
         updating = next((n for n in registry.names_by_origin(entry.path)
                          if n not in reservations.reserved), None)

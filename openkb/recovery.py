@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from openkb import fsio
 from openkb.commit import undo
 from openkb.commit.journal import Journal, JournalUnreadable, pending_journal_paths, txid_of
@@ -162,17 +164,31 @@ def leftover_paths(layout: KBLayout) -> list[Path]:
     files in private dirs, staging and run records of dead processes. Only
     meaningful with no journal pending (a pending journal owns its backups)."""
     found = []
-    for directory in (layout.journal_dir, layout.meta_dir, layout.runs_dir):
+    for directory in (layout.journal_dir, layout.meta_dir, layout.runs_dir,
+                      layout.llm_cache_dir):
         for entry in _entries(directory):
             path = directory / entry
             orphan_backup = directory == layout.journal_dir and path.is_dir()
-            temp = fsio.is_tmp_name(entry)
+            temp = fsio.is_tmp_name(entry) and (directory != layout.llm_cache_dir
+                                                or not _writer_alive(path))
             stale_run = directory == layout.runs_dir and not run_owner_alive(entry)
             if orphan_backup or temp or stale_run:
                 found.append(path)
     found.extend(layout.staging_dir / entry for entry in _entries(layout.staging_dir)
                  if not run_owner_alive(entry))
     return found
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Is the process that is writing this temp file still running? The LLM
+    stage writes the reply cache without the KB lock, so a lock holder's
+    sweep must not take a reply from under a live writer (itself included)."""
+    try:
+        pid = int(tmp.name.rpartition(fsio.TMP_MARK)[2].split("-")[0])
+        # Started before the file was made: the writer, not a reuse of its pid.
+        return psutil.Process(pid).create_time() <= tmp.lstat().st_mtime + 1.0
+    except (ValueError, OSError, psutil.Error):
+        return False
 
 
 def sweep_leftovers(layout: KBLayout, report: RecoveryReport | None = None) -> RecoveryReport:

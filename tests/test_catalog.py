@@ -82,7 +82,7 @@ def test_a_change_rewrites_only_the_pages_it_falls_on() -> None:
     spliced = splice_catalog(full.index, documents=(_fetch(docs), added),
                              concepts=(_fetch({}), {}))
     assert spliced is not None and len(spliced.pages) <= 2
-    assert len(spliced.index.encode()) < 20_000  # a line per page, not per document
+    assert spliced.index == full.index  # no page split or merged: index.md unchanged
 
 
 def test_splice_refuses_a_file_it_did_not_write() -> None:
@@ -101,7 +101,7 @@ def test_a_kb_pages_its_catalog_and_verify_checks_every_page(cli, kb: Path, tmp_
     pages = sorted((kb / "wiki" / "catalog" / "documents").glob("*.md"))
     assert len(pages) > 3
     index = (kb / "wiki" / "index.md").read_text()
-    assert "40 documents" in index and "[[catalog/documents/" in index
+    assert index.count("[[catalog/documents/") == len(pages)
     assert "[[summaries/paper-07|Paper 7]]" in "".join(p.read_text() for p in pages)
     for name in ("paper-03", "paper-04", "paper-05", "paper-30"):
         assert cli("--kb", str(kb), "remove", name).code == 0

@@ -19,7 +19,8 @@ from openkb import api
 from openkb.progress import Progress
 
 PROBLEM_KEYS = {"code", "path", "message", "repaired", "journal"}
-REPORT_KEYS = {"problems", "documents", "concepts", "files_checked", "repaired"}
+REPORT_KEYS = {"problems", "documents", "concepts", "files_checked", "repaired",
+               "llm_cache_unused", "llm_cache_pruned"}
 
 
 @pytest.fixture

@@ -39,6 +39,12 @@ app.add_typer(progress_app, name="progress")
 app.add_typer(debug_app, name="debug")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LlmOpt = Annotated[bool, typer.Option(
+    "--llm", help="Summaries written by the LLM endpoint in config llm: (or OPENAI_BASE_URL); "
+    "replies are cached, so none is paid for twice.")]
+LlmModelOpt = Annotated[str | None, typer.Option(
+    "--llm-model", metavar="MODEL", help="The model to ask (implies --llm; default: config "
+    "llm.model).")]
 
 
 def _version(value: bool) -> None:
@@ -88,6 +94,8 @@ def add(
     jobs: Annotated[int | None, typer.Option(
         "--jobs", "-j", min=1, help="Worker processes (default: config "
         "file_processing_jobs, else one per core).")] = None,
+    llm: LlmOpt = False,
+    llm_model: LlmModelOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Add documents (Markdown, text, HTML, PDF); directories are walked recursively."""
@@ -109,7 +117,8 @@ def add(
             progress.subscribe(view)
         try:
             report = api.add(opts.kb, paths, progress, jobs=jobs, cancel=cancel,
-                             lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait)
+                             lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait,
+                             llm=llm or llm_model is not None, llm_model=llm_model)
         finally:
             if view is not None:
                 view.close()
@@ -185,6 +194,9 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                   "command (or `openkb recover`) finishes them")
     for message in report.refused_journals:
         out.print(f"  [red]refused journal[/]: {render.safe(message)}")
+    if report.llm_pending:
+        out.print(f"  [yellow]{report.llm_pending} document(s) wait for an LLM summary[/]: "
+                  "the next `openkb add --llm` or `openkb recompile --llm` retries them")
     if report.lock_holder:
         out.print(f"  locked by {render.safe(report.lock_holder.describe())}")
     for run in report.running:
@@ -239,13 +251,16 @@ def show(ctx: typer.Context, doc: Annotated[str, typer.Argument(help="Document n
 
 @app.command()
 @reports_errors
-def recompile(ctx: typer.Context) -> None:
+def recompile(ctx: typer.Context, llm: LlmOpt = False, llm_model: LlmModelOpt = None) -> None:
     """Re-render every summary, concept page and index.md from the registry."""
     opts = options(ctx)
     with progress_for(opts) as progress:
         report = api.recompile(opts.kb, progress, lock_timeout=opts.lock_timeout,
-                               on_lock_wait=lock_wait_printer(opts.quiet))
+                               on_lock_wait=lock_wait_printer(opts.quiet),
+                               llm=llm or llm_model is not None, llm_model=llm_model)
     stdout().print(f"recompiled pages of {report.documents} documents (tx {report.txid})")
+    if report.llm is not None:
+        render.print_llm_refresh(stdout(), report.llm)
 
 
 @app.command()

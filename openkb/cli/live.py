@@ -57,6 +57,7 @@ class RunState:
         self.commit_step = ""
         self.waiting_for: str | None = None  # the lock holder, while we wait for it
         self.waiting_since: float | None = None
+        self.llm: dict[str, Any] | None = None  # the LLM stage's counters, when it runs
         self.started = time.monotonic()
         self.last_progress = self.started
         # Skips and failures the scan found are not among the total's files.
@@ -97,6 +98,8 @@ class RunState:
                 self.waiting_for = None
         elif event == "lock_acquired":
             self.waiting_for = self.waiting_since = None
+        elif event == "llm" and isinstance(record.get("llm"), dict):
+            self.llm = record["llm"]
         return False
 
     def _fold_counts(self, counts: dict[str, Any]) -> None:
@@ -154,6 +157,14 @@ class RunState:
 
     def stalled_for(self, now: float | None = None) -> float:
         return (time.monotonic() if now is None else now) - self.last_progress
+
+
+def llm_text(llm: dict[str, Any]) -> str:
+    """The LLM stage's counter: calls done of total, in flight, retries, 429s, tokens."""
+    return (f"LLM {llm.get('done', 0)}/{llm.get('total', 0)} ({llm.get('cached', 0)} cached,"
+            f" {llm.get('in_flight', 0)} in flight, {llm.get('retries', 0)} retries,"
+            f" {llm.get('rate_limited', 0)}x429, tokens {llm.get('tokens_in', 0):,} in /"
+            f" {llm.get('tokens_out', 0):,} out)")
 
 
 def _docs_text(doc: Any) -> str:
@@ -228,6 +239,8 @@ class PlainReporter:
         text = (f"{head}: {state.phase}: {c.get('committed', 0)}/{c.get('total', 0)} committed,"
                 f" {c.get('prepared', 0)} prepared, {c.get('skipped', 0)} skipped,"
                 f" {c.get('failed', 0)} failed ({rate:.1f} docs/s{eta_text})")
+        if state.llm is not None:
+            text += f", {llm_text(state.llm)}"
         if state.waiting_since is not None:
             text += f", waiting for the lock {time.monotonic() - state.waiting_since:.0f}s"
         return text
@@ -307,6 +320,8 @@ class LiveView:
             lines.append(_line("hash", state.hashing, "cyan", width))
         for worker, file in sorted(state.preparing.items(), key=lambda kv: str(kv[0])):
             lines.append(_line(f"prepare (worker {worker})", file, "cyan", width))
+        if state.llm is not None:
+            lines.append(_line("llm", llm_text(state.llm), "magenta", width))
         if state.committing:
             step = f" [{state.commit_step}]" if state.commit_step else ""
             lines.append(_line(f"commit{step}", state.committing, "green", width))

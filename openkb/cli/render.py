@@ -160,6 +160,30 @@ def print_add_summary(console: Console, report: AddReport, verbose: bool) -> Non
     if report.interrupted:
         console.print("[yellow]interrupted: committed documents are kept; run the same add "
                       "again to finish[/]")
+    if report.llm:
+        c = report.llm
+        console.print(f"  LLM summaries: {c.get('calls', 0)} answered, {c.get('cached', 0)} from "
+                      f"cache, {c.get('retried', 0)} earlier ones retried, {c.get('retries', 0)} "
+                      f"retries ({c.get('rate_limited', 0)} rate-limited), tokens "
+                      f"{c.get('tokens_in', 0):,} in / {c.get('tokens_out', 0):,} out",
+                      highlight=False)
+        _print_llm_pending(console, c.get("pending", 0), report.llm_stopped)
+
+
+def print_llm_refresh(console: Console, report: Any) -> None:
+    """What `recompile` with the LLM did (an openkb.llm.refresh.RefreshReport)."""
+    console.print(f"LLM summaries: {report.answered} answered, {report.cached} from cache, "
+                  f"of {report.asked} documents", highlight=False)
+    _print_llm_pending(console, report.pending, report.stopped)
+
+
+def _print_llm_pending(console: Console, pending: int, stopped: str | None) -> None:
+    if stopped:
+        console.print(f"[red]LLM summaries stopped:[/] {safe(stopped)}")
+    if pending:
+        console.print(f"  [yellow]{pending} document(s) kept their extractive summary[/] and "
+                      "wait for an LLM one: `openkb status` counts them, the next "
+                      "`openkb add --llm` or `openkb recompile --llm` retries them")
 
 
 # A kind of problem with more entries than this is shown as a count and the
@@ -203,6 +227,11 @@ def print_verify_report(console: Console, report: VerifyReport, verbose: bool) -
     verdict = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
     console.print(f"{verdict}: {report.documents} documents, {report.concepts} concepts, "
                   f"{report.files_checked} files checked")
+    if report.llm_cache_pruned:
+        console.print(f"pruned {report.llm_cache_pruned} LLM cache entries no document uses")
+    elif report.llm_cache_unused:
+        console.print(f"[dim]{report.llm_cache_unused} LLM cache entries no document uses "
+                      "(`openkb verify --repair` prunes them)[/]")
 
 
 def ago(timestamp: float) -> str:

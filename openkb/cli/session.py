@@ -176,6 +176,7 @@ def interruptible(quiet: bool) -> Iterator[CancelToken]:
 _FLAG_HINTS = {
     "lock_timeout": "wait for it to finish, or raise --lock-timeout",
     "kb_dir": "pass --kb DIR, set OPENKB_DIR, or create one with `openkb init DIR`",
+    "llm_model": "set llm.model in .openkb/config.yaml, or pass --llm-model MODEL",
 }
 
 

@@ -26,7 +26,7 @@ from openkb.commit.recompile_plan import plan_recompile
 from openkb.compile_state import CompileState
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
-from openkb.model import PreparedDocument
+from openkb.model import DocumentInfo, PreparedDocument
 from openkb.registry import DocumentRow, Registry, RegistryWriter
 
 
@@ -40,12 +40,15 @@ class Removal:
 class ChangeSet:
     """What one transaction does: add documents, remove documents, or
     re-render every compiled page (``recompile``). An update is a removal
-    and an addition of the same name."""
+    and an addition of the same name. ``infos`` gives committed documents
+    a new summary (or pending mark, openkb.llm): their info in the registry
+    and their summary pages change, nothing else."""
 
     op: str
     added: list[PreparedDocument] = field(default_factory=list)
     removed: list[Removal] = field(default_factory=list)
     recompile: bool = False
+    infos: dict[str, DocumentInfo] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Plan:
     summary_updates: list[tuple[str, str]]  # (name, new summary sha256) of stored documents
     index_sha256: str  # of the index.md this plan writes, recorded in the registry
     write_compiled: Callable[[RegistryWriter], None]  # key terms, counts, near-copies
+    info_updates: dict[str, DocumentInfo] = field(default_factory=dict)  # ChangeSet.infos
 
 
 A = TypeVar("A", bound=Action)
@@ -132,26 +136,32 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     acts = _Actions(layout)
     vacated = _plan_removals(layout, acts, changes, removed_rows)
     _plan_additions(layout, registry, acts, changes, removed_names, vacated)
+    summary_updates: list[tuple[str, str]] = []
     if changes.recompile:
-        recompiled = plan_recompile(layout, registry, acts)
+        recompiled = plan_recompile(layout, registry, acts, changes.infos)
         summary_updates = recompiled.summary_updates
         compiled = full_catalog(layout, registry.catalog(), recompiled.concepts)
         write = recompiled.write
+        info_updates: dict[str, DocumentInfo] = {}  # the recompile writes every info
     else:
+        if changes.infos:
+            _plan_new_summaries(layout, registry, acts, changes.infos, summary_updates)
+        info_updates = changes.infos
         state = CompileState(registry)
         for name, row in removed_rows.items():
             state.remove(name, row.info, registry.doc_terms(name))
         for doc in changes.added:
             state.add(doc.name, doc.info.title, doc.info)
         state.finish()
-        summary_updates = _plan_summaries(layout, registry, acts, state, changes, removed_names)
+        summary_updates += _plan_summaries(layout, registry, acts, state, changes, removed_names)
         concept_lines = plan_concepts(layout, state, acts)
         compiled = next_catalog(layout, registry, changes.added, removed_names, concept_lines)
 
         def write(writer: RegistryWriter) -> None:
             write_compiled(writer, state)
     index_text = compiled.index
-    acts.rewrite(layout.INDEX_REL, index_text)
+    if not _holds(layout.index_md, index_text):  # most commits split or merge no page
+        acts.rewrite(layout.INDEX_REL, index_text)
     for rel, page in sorted(compiled.pages.items()):
         if page is None:
             acts.drop(rel)
@@ -168,12 +178,20 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     ]
     journal = Journal(
         txid=txid, op=changes.op,
-        docs=sorted(set(removed_names) | {d.name for d in changes.added}), actions=acts.all,
+        docs=sorted(set(removed_names) | {d.name for d in changes.added} | set(changes.infos)),
+        actions=acts.all,
         staging=staging_dirs, created=now, pid=os.getpid(),
     )
     return Plan(journal, acts.publish, acts.rewrites, acts.compile_stashes, acts.appends, rows,
                 removed_names, summary_updates,
-                hashlib.sha256(index_text.encode("utf-8")).hexdigest(), write)
+                hashlib.sha256(index_text.encode("utf-8")).hexdigest(), write, info_updates)
+
+
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.read_bytes() == text.encode("utf-8")
+    except FileNotFoundError:
+        return False
 
 
 def _rows_to_remove(registry: Registry, changes: ChangeSet) -> dict[str, DocumentRow]:
@@ -245,6 +263,9 @@ def _log_lines(changes: ChangeSet, removed_rows: dict[str, DocumentRow], now: st
         op = "update" if doc.name in removed_rows else "add"
         lines.append(pages.render_log_line(now, op, pages.doc_link(doc.name, doc.info.title),
                                            txid))
+    if changes.infos and not changes.recompile:
+        lines.append(pages.render_log_line(now, "summarize", f"{len(changes.infos)} "
+                                           "document(s)", txid))
     if changes.recompile:
         lines.append(pages.render_log_line(now, "recompile", "all pages", txid))
     return "".join(lines)
@@ -275,6 +296,20 @@ def _plan_summaries(layout: KBLayout, registry: Registry, acts: _Actions, state:
         acts.rewrite(layout.summary_rel(name), content)
         updates.append((name, hashlib.sha256(content.encode("utf-8")).hexdigest()))
     return updates
+
+
+def _plan_new_summaries(layout: KBLayout, registry: Registry, acts: _Actions,
+                        infos: dict[str, DocumentInfo],
+                        summary_updates: list[tuple[str, str]]) -> None:
+    """Rewrite the summary page of each document given a new info."""
+    for name, info in sorted(infos.items()):
+        row = registry.document(name)
+        if row is None:
+            raise CommitFailed(f"cannot summarize {name!r}: it is not in the registry")
+        content = pages.render_summary(row.name, row.ext, row.bytes, info,
+                                       registry.near_copies(name)).encode("utf-8")
+        acts.rewrite(layout.summary_rel(name), content.decode("utf-8"))
+        summary_updates.append((name, hashlib.sha256(content).hexdigest()))
 
 
 def _free_attic_rel(layout: KBLayout, row: DocumentRow) -> str:

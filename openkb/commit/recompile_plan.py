@@ -40,10 +40,9 @@ class Recompiled:
             writer.update_info(name, info)
 
 
-def reanalysed(layout: KBLayout, row: DocumentRow) -> DocumentInfo:
-    """``row.info`` with candidate terms and a signature, from the source
-    text if an older openkb compiled it without them."""
-    info = row.info
+def reanalysed(layout: KBLayout, row: DocumentRow, info: DocumentInfo) -> DocumentInfo:
+    """``info`` (the row's, or a new one for it) with candidate terms and a
+    signature, from the source text if an older openkb compiled it without."""
     if info.candidates or info.minhash:
         return info
     from openkb.prepare.minhash import signature
@@ -57,13 +56,15 @@ def reanalysed(layout: KBLayout, row: DocumentRow) -> DocumentInfo:
     return info
 
 
-def plan_recompile(layout: KBLayout, registry: Registry, acts: Acts) -> Recompiled:
-    """Re-render every page; drop concept pages that no concept backs."""
+def plan_recompile(layout: KBLayout, registry: Registry, acts: Acts,
+                   infos: dict[str, DocumentInfo]) -> Recompiled:
+    """Re-render every page; drop concept pages that no concept backs.
+    ``infos`` replaces some documents' info (new LLM summaries)."""
     state = CompileState(None)
     rows = registry.documents_in_order()
     result = Recompiled(state)
     for row in rows:
-        info = reanalysed(layout, row)
+        info = reanalysed(layout, row, infos.get(row.name, row.info))
         state.add(row.name, row.title, info)
         result.infos[row.name] = info
     state.finish()

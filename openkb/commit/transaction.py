@@ -48,7 +48,11 @@ def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     def step(name: str) -> contextlib.AbstractContextManager[None]:
         return _timed(progress, name, fields, step_ms)
 
-    with progress.span("commit", "commit", op=changes.op, **fields):
+    # What the compile step writes: the measure of a commit's cost that must
+    # not grow with the KB (bench: growth and commit_size).
+    page_bytes = sum(len(data) for _, data in (*plan.rewrites, *plan.appends))
+    with progress.span("commit", "commit", op=changes.op, pages=len(plan.rewrites) +
+                       len(plan.appends), page_bytes=page_bytes, **fields):
         try:
             with step("journal"):
                 crashpoint("journal.before")
@@ -175,6 +179,8 @@ def _write_registry(writer: RegistryWriter, plan: Plan, changes: ChangeSet) -> N
     for row in plan.rows:
         writer.insert_document(row)
     plan.write_compiled(writer)
+    for name, info in plan.info_updates.items():
+        writer.update_info(name, info)
     for name, sha in plan.summary_updates:
         writer.update_summary_sha(name, sha)
     writer.set_meta(INDEX_SHA_KEY, plan.index_sha256)

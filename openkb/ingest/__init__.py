@@ -21,6 +21,7 @@ from openkb.ingest.report import AddReport, CancelToken, Counts
 
 if TYPE_CHECKING:
     from openkb.kb import KB, WaitCallback
+    from openkb.llm.summarizer import Summarizer
     from openkb.progress import Progress
 
 __all__ = ["AddReport", "CancelToken", "Counts", "add_paths"]
@@ -28,11 +29,12 @@ __all__ = ["AddReport", "CancelToken", "Counts", "add_paths"]
 
 def add_paths(kb: KB, inputs: list[str], progress: Progress, *, jobs: int | None = None,
               cancel: CancelToken | None = None, lock_timeout: float | None = None,
-              on_lock_wait: WaitCallback | None = None) -> AddReport:
+              on_lock_wait: WaitCallback | None = None,
+              summarizer: Summarizer | None = None) -> AddReport:
     # Imported here: the run imports the converters (pypdf, markdown-it),
     # which commands that only read or report must not pay for.
     from openkb.ingest.run import AddRun
 
     run = AddRun(kb, progress, jobs or kb.config.jobs, cancel or CancelToken(), lock_timeout,
-                 on_lock_wait)
+                 on_lock_wait, summarizer)
     return run.execute(inputs)

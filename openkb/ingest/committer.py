@@ -74,8 +74,11 @@ class GroupCommitter:
             return
         for doc in docs:
             self.tally.committed(doc.name, doc.display, doc.size, updated=bool(doc.replaces))
+            prefilter_ms = self.prefilter_ms.pop(doc.seq, 0.0)
+            self.reservations.release(doc.name)
             if timing_log.isEnabledFor(logging.DEBUG):
-                timing_log.debug(self._timing_line(doc, lock_wait_ms, outcome.step_ms, len(docs)))
+                timing_log.debug(self._timing_line(doc, lock_wait_ms, prefilter_ms,
+                                                   outcome.step_ms, len(docs)))
         self.last_commit = time.monotonic()
         self.progress.emit("committed", "point", "commit", txid=outcome.txid,
                            doc=[d.name for d in docs][:20],
@@ -105,11 +108,14 @@ class GroupCommitter:
                 rename_prepared(doc, wanted)
         return True
 
-    def _timing_line(self, doc: PreparedDocument, lock_wait_ms: float,
+    def _timing_line(self, doc: PreparedDocument, lock_wait_ms: float, prefilter_ms: float,
                      step_ms: dict[str, float], group: int) -> str:
+        prepare = {k: v for k, v in doc.timings_ms.items() if k != "llm_wait"}
         parts = [f"lock_wait={lock_wait_ms:.1f}ms",
-                 f"prefilter={self.prefilter_ms.pop(doc.seq, 0.0):.1f}ms",
-                 f"prepare={sum(doc.timings_ms.values()):.1f}ms"]
+                 f"prefilter={prefilter_ms:.1f}ms",
+                 f"prepare={sum(prepare.values()):.1f}ms"]
+        if "llm_wait" in doc.timings_ms:  # time the LLM stage spent on its call
+            parts.append(f"llm_wait={doc.timings_ms['llm_wait']:.1f}ms")
         parts += [f"{step}={ms:.1f}ms" for step, ms in step_ms.items()]
         parts.append(f"commit={sum(step_ms.values()):.1f}ms")
         return f"{doc.name}: " + " ".join(parts) + (f" (group of {group})" if group > 1 else "")

@@ -44,6 +44,9 @@ class AddReport:
     phase_ms: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     jobs: int = 1
+    # LLM counters when summaries were asked for (openkb.llm.stage.LlmStage.counters)
+    llm: dict[str, int] = field(default_factory=dict)
+    llm_stopped: str | None = None  # why the endpoint refused every call, once
 
     @property
     def exit_code(self) -> int:

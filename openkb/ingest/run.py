@@ -24,6 +24,8 @@ from openkb.ingest.dispatch import Dispatcher, Preparer
 from openkb.ingest.report import AddReport, CancelToken, Counts, Tally
 from openkb.ingest.window import Window
 from openkb.kb import KB, WaitCallback
+from openkb.llm.stage import LlmStage
+from openkb.llm.summarizer import Summarizer
 from openkb.lock import Holder
 from openkb.model import FileFailure, PreparedDocument, PrepareTask, ScanEntry, Skipped
 from openkb.prefilter import NameReservations, prefilter
@@ -43,7 +45,8 @@ Prefiltered = Iterator[tuple[ScanEntry, PrepareTask | Skipped | FileFailure, flo
 
 class AddRun:
     def __init__(self, kb: KB, progress: Progress, jobs: int, cancel: CancelToken,
-                 lock_timeout: float | None, on_lock_wait: WaitCallback | None) -> None:
+                 lock_timeout: float | None, on_lock_wait: WaitCallback | None,
+                 summarizer: Summarizer | None = None) -> None:
         self.kb = kb
         self.layout = kb.layout
         self.config = kb.config
@@ -61,6 +64,9 @@ class AddRun:
                                         on_lock_wait=self._on_lock_wait,
                                         prefilter_ms=self.prefilter_ms)
         self.dispatcher: Dispatcher | None = None
+        self.summarizer = summarizer
+        self.llm: LlmStage | None = None  # the LLM stage, when summaries are asked for
+        self.lock_timeout = lock_timeout
         self.started = time.monotonic()
 
     @property
@@ -81,6 +87,8 @@ class AddRun:
             heartbeat.start()
             try:
                 self._scan_and_ingest(inputs)
+                if self.summarizer is not None and not self.cancel.stop_requested:
+                    self._retry_pending_summaries()
             except KeyboardInterrupt as exc:  # pressed twice: the commit in flight rolled back
                 self.report.interrupted = True
                 raise Interrupted("interrupted; the commit in flight was rolled back") from exc
@@ -114,9 +122,15 @@ class AddRun:
             return
         workers = min(self.jobs, len(scan.entries))
         self.dispatcher = Dispatcher(self._preparer(workers), self.progress, workers)
+        if self.summarizer is not None:
+            self.llm = LlmStage(self.summarizer, self.progress)
         try:
             self._pipeline(scan.entries)
         finally:
+            if self.llm is not None:
+                self.llm.close(interrupted=self.cancel.stop_requested)
+                self.report.llm.update(self.llm.counters()["llm"])
+                self.report.llm_stopped = self.summarizer.stopped if self.summarizer else None
             _despite_interrupts(self.dispatcher.preparer.close)
             _despite_interrupts(lambda: discard_staging(self.staging_root))
 
@@ -146,7 +160,8 @@ class AddRun:
             dispatcher.submit()
             if exhausted and not len(window):
                 break
-            ready = window.ready(dispatcher.finished)
+            ready = window.ready(self.llm.ready(dispatcher.finished) if self.llm
+                                 else dispatcher.finished)
             if window.commit_due(ready, exhausted):
                 self._commit_head(window, ready)
             else:
@@ -187,6 +202,8 @@ class AddRun:
         group: list[PreparedDocument] = []
         for seq in window.take(ready):
             result = self.dispatcher.finished.pop(seq).result
+            if self.llm is not None:
+                self.llm.take(seq)
             if isinstance(result, FileFailure):
                 self.tally.fail(result)
             else:
@@ -198,7 +215,18 @@ class AddRun:
 
     def _collect(self, timeout: float) -> None:
         assert self.dispatcher is not None
-        self.counts.prepared += self.dispatcher.collect(timeout)
+        if self.llm is None or not self.llm.in_flight():
+            self.counts.prepared += self.dispatcher.collect(timeout)
+            if self.llm is not None:
+                self.llm.offer(self.dispatcher.finished)
+            return
+        # Waiting on both the workers and the LLM calls: a short look at the
+        # workers (none when they are idle), the rest of the wait on the calls.
+        look = min(timeout, 0.02) if self.dispatcher.preparer.busy() else 0.0
+        self.counts.prepared += self.dispatcher.collect(look)
+        self.llm.offer(self.dispatcher.finished)
+        self.llm.wait(timeout - look)
+        self.llm.poll()
 
     def _on_lock_wait(self, holder: Holder | None, waited: float) -> None:
         if self.cancel.stop_requested:
@@ -210,6 +238,23 @@ class AddRun:
             self._collect(timeout=0)
         if self.on_lock_wait is not None:
             self.on_lock_wait(holder, waited)
+
+    def _retry_pending_summaries(self) -> None:
+        """Documents an earlier run left without their LLM summary (this
+        run's own failures have had their retries)."""
+        from openkb.llm.refresh import refresh_summaries
+
+        if self.summarizer is None or self.summarizer.stopped:
+            return
+        failed_now = self.llm.failed_sources if self.llm is not None else set()
+        try:
+            retried = refresh_summaries(self.kb, self.progress, self.summarizer,
+                                        recompile=False, lock_timeout=self.lock_timeout,
+                                        on_wait=self._on_lock_wait, skip=failed_now)
+        except StopWaiting:
+            return
+        self.report.llm["retried"] = retried.answered + retried.cached
+        self.report.llm["pending"] = self.report.llm.get("pending", 0) + retried.pending
 
     # -- progress --------------------------------------------------------------
     def _phase(self, phase: str) -> None:

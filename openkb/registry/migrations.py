@@ -38,6 +38,20 @@ class Migration:
     recompile: bool = False  # compiled pages change: a journaled recompile follows
 
 
+# The JSON path of openkb.model.DocumentInfo.summary_pending in documents.info.
+LLM_PENDING_EXPR = "json_extract(info, '$.summary_pending')"
+
+
+def _llm_summaries(conn: sqlite3.Connection) -> None:
+    # Documents' info may now hold an LLM summary and, while one is owed, the
+    # reason it is pending; this index finds those (`status` counts them,
+    # the next LLM run retries them) without reading every row. An openkb
+    # that does not know this migration refuses the KB rather than failing
+    # on the new keys.
+    conn.execute(f"CREATE INDEX documents_llm_pending ON documents ({LLM_PENDING_EXPR}) "
+                 f"WHERE {LLM_PENDING_EXPR} IS NOT NULL")
+
+
 def _concepts_with_context(conn: sqlite3.Connection) -> None:
     """Key terms chosen against the KB, inflections merged, near-copies known.
 
@@ -74,6 +88,9 @@ def _nothing_in_the_registry(conn: sqlite3.Connection) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("catalog-pages", "wiki/index.md lists catalog pages (wiki/catalog/), not every "
               "document", _nothing_in_the_registry, recompile=True),
+    Migration("llm-summaries-pending-index",
+              "documents may hold an LLM summary, or the reason one is pending",
+              _llm_summaries),
     Migration("concepts-with-context", "key terms weighed against the KB, near-copies found, "
               "concept pages with context", _concepts_with_context, recompile=True),
 )

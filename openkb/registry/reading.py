@@ -145,6 +145,16 @@ class Registry(ConceptQueries):
     def count_documents(self) -> int:
         return self._conn.execute("SELECT count(*) FROM documents").fetchone()[0]
 
+    def llm_pending(self) -> list[tuple[str, str]]:
+        """(name, reason) of each document whose LLM summary is owed, by name."""
+        return self._conn.execute(
+            f"SELECT name, {migrations.LLM_PENDING_EXPR} FROM documents "
+            f"WHERE {migrations.LLM_PENDING_EXPR} IS NOT NULL ORDER BY name").fetchall()
+
+    def source_hashes(self) -> set[str]:
+        """The source_sha256 of every document: what the LLM cache may hold."""
+        return {sha for (sha,) in self._conn.execute("SELECT source_sha256 FROM documents")}
+
     def name_by_sha(self, sha256: str) -> str | None:
         row = self._conn.execute("SELECT name FROM documents WHERE sha256 = ?",
                                  (sha256,)).fetchone()

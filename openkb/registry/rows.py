@@ -49,8 +49,19 @@ class TransactionRow:
     committed_at: str
 
 
+# Fields left out of the stored JSON while empty, so a document that never
+# had an LLM summary is stored byte for byte as before they existed.
+_OMITTED_WHEN_EMPTY = ("summary", "summary_pending")
+
+
 def info_to_json(info: DocumentInfo) -> bytes:
-    return orjson.dumps(info)
+    """The stored form. An empty ``summary_pending`` must be absent, not
+    empty: the index of pending documents holds every non-null value."""
+    data = orjson.loads(orjson.dumps(info))
+    for name in _OMITTED_WHEN_EMPTY:
+        if not data[name]:
+            del data[name]
+    return orjson.dumps(data)
 
 
 def info_from_json(raw: str | bytes) -> DocumentInfo:

@@ -90,10 +90,6 @@ class RegistryWriter:
         for table in ("doc_terms", "terms", "term_df", "doc_bands", "near_copies"):
             self._conn.execute(f"DELETE FROM {table}")
 
-    def update_info(self, name: str, info: DocumentInfo) -> None:
-        self._conn.execute("UPDATE documents SET info = ? WHERE name = ?",
-                           (info_to_json(info), name))
-
     def reset_index(self) -> None:
         """Empty the search index, recreating the FTS5 table (it may be the
         damaged part)."""
@@ -136,6 +132,13 @@ class RegistryWriter:
 
     def update_summary_sha(self, name: str, sha256: str) -> None:
         self._conn.execute("UPDATE documents SET summary_sha256 = ? WHERE name = ?", (sha256, name))
+
+    def update_info(self, name: str, info: DocumentInfo) -> None:
+        """A new info for a committed document (an LLM summary or pending
+        mark; related documents; a recompile's re-filed key terms, whose
+        rows the same transaction writes)."""
+        self._conn.execute("UPDATE documents SET info = ? WHERE name = ?",
+                           (info_to_json(info), name))
 
     def record_transaction(self, txid: str, op: str, docs: list[str], committed_at: str) -> None:
         self._conn.execute(

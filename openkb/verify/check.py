@@ -13,6 +13,7 @@ from openkb.compile_state import CompileState
 from openkb.digest import sha256_file
 from openkb.errors import IndexUnreadable
 from openkb.layout import KBLayout
+from openkb.llm.cache import ReplyCache, audit
 from openkb.recovery import describe_journal, leftover_paths
 from openkb.registry import Registry
 from openkb.verify.attribution import attribute
@@ -35,8 +36,21 @@ def check(layout: KBLayout, registry: Registry) -> VerifyReport:
     _check_leftovers(layout, registry, report)
     _check_documents(layout, registry, report)
     _check_pages(layout, registry, report)
+    _check_llm_cache(layout, registry, report)
     attribute(layout, report.problems)
     return report
+
+
+def _check_llm_cache(layout: KBLayout, registry: Registry, report: VerifyReport) -> None:
+    """Every reply in the cache reads back whole, under the key its content
+    hashes to. Entries no document uses are no problem (``--repair`` prunes
+    them): a removed document leaves its replies behind."""
+    found = audit(ReplyCache(layout.llm_cache_dir), registry.source_hashes())
+    report.files_checked += found.entries
+    report.llm_cache_unused = len(found.unused)
+    for path, why in found.damaged:
+        report.add("llm-cache", layout.rel(path), f"LLM reply cache entry: {why}; "
+                   "`openkb verify --repair` deletes it (the reply is asked again)")
 
 
 def _check_documents(layout: KBLayout, registry: Registry, report: VerifyReport) -> None:

@@ -14,6 +14,7 @@ from openkb.commit.journal import pending_journal_paths
 from openkb.config import load_config
 from openkb.digest import sha256_file
 from openkb.layout import KBLayout
+from openkb.llm.cache import ReplyCache, audit, prune
 from openkb.model import PrepareTask
 from openkb.prepare.chunk import chunk_markdown
 from openkb.progress import Progress
@@ -27,12 +28,15 @@ def verify_kb(layout: KBLayout, registry: Registry, progress: Progress, *,
               repair: bool = False) -> VerifyReport:
     with progress.span("verify", "verify"):
         report = check(layout, registry)
+    pruned = _prune_llm_cache(layout, registry, report) if repair else 0
     if not repair or report.ok:
+        report.llm_cache_pruned = pruned
         return report
     with progress.span("repair", "repair"):
         _repair(layout, registry, progress, report)
         after = check(layout, registry)
     after.repaired = True
+    after.llm_cache_pruned = pruned
     remaining = {(p.code, p.path) for p in after.problems}
     for problem in report.problems:
         problem.repaired = (problem.code, problem.path) not in remaining
@@ -69,6 +73,20 @@ def _repair(layout: KBLayout, registry: Registry, progress: Progress,
     if codes & {"concept", "index-md", "stale-summary", "missing-summary", "changed-summary",
                 "terms"} or lost_sources:
         commit_changes(layout, registry, ChangeSet(op="recompile", recompile=True), progress)
+
+
+def _prune_llm_cache(layout: KBLayout, registry: Registry, report: VerifyReport) -> int:
+    """Delete the cache's damaged entries and those no document uses. Not
+    quarantined: each is a copy of a reply, and the worst a deletion costs
+    is asking again. Under the lock, but an add may be mid-run (its calls
+    run before it takes the lock): an entry it wrote for a document not yet
+    committed goes too, and that document's summary is asked again."""
+    found = audit(ReplyCache(layout.llm_cache_dir), registry.source_hashes())
+    pruned = prune(found.unused + [path for path, _ in found.damaged])
+    for problem in report.problems:
+        if problem.code == "llm-cache":
+            problem.repaired = True
+    return pruned
 
 
 class Quarantine:

@@ -57,6 +57,8 @@ class VerifyReport:
     concepts: int = 0
     files_checked: int = 0
     repaired: bool = False
+    llm_cache_unused: int = 0  # LLM replies no document uses (openkb.llm.cache)
+    llm_cache_pruned: int = 0  # ... deleted by repair
 
     @property
     def ok(self) -> bool:
