@@ -16,7 +16,9 @@ from pathlib import Path
 import pypdf
 
 from bench import run
-from bench.sections import SECTIONS
+from bench.sections import OPTIONAL_SECTIONS, SECTIONS
+
+RUNNABLE = {**SECTIONS, **OPTIONAL_SECTIONS}  # a default run leaves the optional ones out
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -25,7 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, one run each")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
-    parser.add_argument("--only", choices=sorted(SECTIONS), action="append",
+    parser.add_argument("--only", choices=sorted(RUNNABLE), action="append",
                         help="run only this section (repeatable)")
     parser.add_argument("--baseline", metavar="REF",
                         help="also measure commit REF, side by side")
@@ -37,10 +39,10 @@ def main() -> None:
     rows: list[tuple[str, ...]] = []
     for name in args.only or list(SECTIONS):
         start = time.perf_counter()
-        section_rows = SECTIONS[name](OUT, args.runs, args.quick)
+        section_rows = RUNNABLE[name](OUT, args.runs, args.quick)
         if baseline is not None:
             run.use_source(baseline)
-            old = {metric: value for metric, value, _ in SECTIONS[name](OUT, args.runs,
+            old = {metric: value for metric, value, _ in RUNNABLE[name](OUT, args.runs,
                                                                         args.quick)}
             run.use_source(run.ROOT)
             section_rows = [(m, old.get(m, "-"), v, t) for m, v, t in section_rows]

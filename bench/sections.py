@@ -11,8 +11,10 @@ from pathlib import Path
 from bench import corpus, run
 from bench.growth import growth
 from bench.llm import llm_stage
+from bench.resync import resync, resync_60k
 from bench.run import ROOT, add, fresh_kb, median
 from bench.synthetic import commit_size
+from bench.watch_latency import watch_latency
 
 SHARED = ROOT.parent / "shared" / "corpus"
 CORES = os.cpu_count() or 1
@@ -205,4 +207,8 @@ def wiki_quality(out: Path, runs: int, quick: bool) -> list[Row]:
 
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
             "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
-            "commit_size": commit_size, "llm": llm_stage, "wiki": wiki_quality}
+            "commit_size": commit_size, "llm": llm_stage, "resync": resync,
+            "watch": watch_latency,
+            "wiki": wiki_quality}
+# Not in a default run: its first add alone takes several minutes.
+OPTIONAL_SECTIONS = {"resync_60k": resync_60k}

@@ -55,7 +55,14 @@ from openkb.model import SKIP_REASONS, FileFailure, Skipped
 from openkb.progress import COMMIT_STEPS, TERMINAL_EVENTS, Listener, Progress, RunOutcome
 from openkb.progress_jsonl import JsonlWriter
 from openkb.recovery import RecoveryReport, describe_journal
-from openkb.registry import HIT_END, HIT_START, DocumentRow, SearchHit, TransactionRow
+from openkb.registry import (
+    HIT_END,
+    HIT_START,
+    DocumentRow,
+    FailureRow,
+    SearchHit,
+    TransactionRow,
+)
 from openkb.runs import RunRecord, live_runs
 
 if TYPE_CHECKING:  # and loaded, on first use, by __getattr__ below
@@ -64,16 +71,20 @@ if TYPE_CHECKING:  # and loaded, on first use, by __getattr__ below
     from openkb.llm.refresh import RefreshReport
     from openkb.llm.summarizer import Summarizer
     from openkb.progress_summary import RunSummary, summarize, write_chrome_trace
+    from openkb.sync import SyncReport
+    from openkb.sync.commands import failures, sync, watch
+    from openkb.sync.watch import WatchBatch, WatchReport
     from openkb.verify import Problem, VerifyReport
 
 __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     # commands
-    "add", "init", "list_documents", "recompile", "recover", "remove", "search", "show",
-    "status", "summarize", "tree_hash", "verify", "write_chrome_trace",
+    "add", "failures", "init", "list_documents", "recompile", "recover", "remove", "search", "show",
+    "status", "summarize", "sync", "tree_hash", "verify", "watch", "write_chrome_trace",
     # what they return
-    "AddReport", "DocumentRow", "FileFailure", "Holder", "InitResult", "Problem",
+    "AddReport", "DocumentRow", "FailureRow", "FileFailure", "Holder", "InitResult", "Problem",
     "RecompileReport", "RecoveryReport", "RemoveReport", "RunRecord", "RunSummary",
-    "SearchHit", "ShowResult", "Skipped", "StatusReport", "VerifyReport",
+    "SearchHit", "ShowResult", "Skipped", "StatusReport", "SyncReport", "VerifyReport",
+    "WatchBatch", "WatchReport",
     # what they take
     "CancelToken", "JsonlWriter", "Listener", "Progress", "WaitCallback",
     # errors and exit codes
@@ -94,6 +105,11 @@ _LAZY = {
     "RunSummary": "openkb.progress_summary", "summarize": "openkb.progress_summary",
     "write_chrome_trace": "openkb.progress_summary",
     "CRASHPOINTS": "openkb.crashpoints",
+    "SyncReport": "openkb.sync",
+    "WatchBatch": "openkb.sync.watch", "WatchReport": "openkb.sync.watch",
+    # keeping a KB in step with folders: openkb/sync/commands.py
+    "sync": "openkb.sync.commands", "watch": "openkb.sync.commands",
+    "failures": "openkb.sync.commands",
 }
 
 
@@ -139,18 +155,20 @@ def init(path: str) -> InitResult:
 def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
         cancel: CancelToken | None = None, lock_timeout: float | None = None,
         on_lock_wait: WaitCallback | None = None, llm: bool = False,
-        llm_model: str | None = None) -> AddReport:
+        llm_model: str | None = None, rehash: bool = False,
+        retry_failed: bool = False) -> AddReport:
     """``llm``: summaries written by the configured endpoint (openkb.llm)."""
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
-    from openkb.ingest import add_paths
+    from openkb.sync import add_paths  # with the failure ledger
 
     with _opened(kb_dir, "openkb add") as kb:
         summarizer = _summarizer(kb, llm_model) if llm else None
         try:
             return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
                              lock_timeout=lock_timeout, on_lock_wait=on_lock_wait,
-                             summarizer=summarizer)
+                             summarizer=summarizer, rehash=rehash,
+                             retry_failed=retry_failed)
         finally:
             if summarizer is not None:
                 summarizer.close()
@@ -219,6 +237,7 @@ class StatusReport:
     lock_holder: Holder | None
     running: list[RunRecord]
     last_change: str | None
+    failures: int = 0  # files in the failure ledger (`openkb failures`)
     llm_pending: int = 0  # documents whose LLM summary is owed (a call failed)
 
 
@@ -238,6 +257,7 @@ def status(kb_dir: str | None, progress: Progress) -> StatusReport:
             lock_holder=read_holder(kb.layout),
             running=live_runs(kb.layout),
             last_change=_describe_transaction(last) if last else None,
+            failures=registry.count_failures(),
             llm_pending=len(registry.llm_pending()),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from openkb.errors import ConfigError
 from openkb.llm.settings import LlmSettings, parse_llm_settings
 
 PDF_ENGINES = ("pdfium", "pypdf")  # openkb.prepare.pdf_text.ENGINES, without importing it
+_MAX_DELETE = re.compile(r"^\d+%?$|^\d+\.\d+%$")  # as openkb.sync.plan reads it
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class Config:
     key_terms_per_doc: int = 10
     chunk_chars: int = 1500
     pdf_engine: str = "pdfium"  # or "pypdf": see openkb.prepare.pdf_text
+    # `openkb sync` removes at most this many documents ("N") or this share
+    # of those under the synced paths ("P%") unless told otherwise.
+    sync_max_delete: str | int = "50%"
     llm: LlmSettings = field(default_factory=LlmSettings)  # see openkb.llm.settings
 
     @property
@@ -71,6 +76,9 @@ def _validated(values: dict[str, object], source: str) -> Config:
             ok = isinstance(value, bool)
         elif key == "pdf_engine":
             ok = value in PDF_ENGINES
+        elif key == "sync_max_delete":
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
+                isinstance(value, str) and _MAX_DELETE.match(value.strip()) is not None)
         elif key == "llm" and not isinstance(value, LlmSettings):
             values[key] = parse_llm_settings(value, source)
         if not ok:

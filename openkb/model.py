@@ -22,6 +22,10 @@ class ScanEntry:
     display: str  # path as the user would recognise it (relative to the input root)
     size: int
     mtime_ns: int
+    # The rest of the stat fingerprint the stat cache compares (0: unknown).
+    dev: int = 0
+    ino: int = 0
+    ctime_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,8 @@ SKIP_REASONS = {
     "special": "not a regular file (FIFO, socket or device)",
     "symlink": "symlink not followed",
     "hidden": "hidden file",
+    "unchanged": "unchanged since it was last read (stat cache)",
+    "failed-before": "failed before and unchanged since (`openkb failures` lists them)",
 }
 
 

@@ -24,6 +24,7 @@ from openkb.model import FileFailure, PrepareTask, ScanEntry, Skipped
 from openkb.prepare.sniff import detect_kind_by_name
 from openkb.progress import Progress
 from openkb.registry import Registry
+from openkb.statcache import StatCache
 
 # The hash of a file is timed and reported on its ``prefilter`` event rather
 # than as a span of its own (two events fewer per file: most of what the
@@ -71,9 +72,11 @@ def prefilter(
     staging_root: Path,
     max_file_bytes: int,
     progress: Progress,
+    stat_cache: StatCache | None = None,
 ) -> Iterator[tuple[ScanEntry, PrepareTask | Skipped | FileFailure, float]]:
     """For each entry, in order: a task to prepare, a skip, or a failure, and
-    the milliseconds spent hashing it."""
+    the milliseconds spent hashing it. A file the stat cache vouches for is
+    not opened: skipped as ``unchanged`` if a document holds its content."""
     # Digests as bytes, and the display string the report shares: this
     # lives as long as the run, an entry per file.
     seen: dict[bytes, str] = {}
@@ -83,11 +86,17 @@ def prefilter(
                 f"too large: {entry.size / 1048576:.1f} MiB "
                 f"(limit max_file_mb = {max_file_bytes // 1048576})")), 0.0
             continue
+        cached = stat_cache.fresh_sha(entry) if stat_cache is not None else None
+        if cached is not None:
+            holder = registry.name_by_sha(cached)
+            if holder is not None:
+                yield entry, Skipped(entry.display, "unchanged", holder), 0.0
+                continue
         if entry.size >= HASHING_NOTE_BYTES:
             progress.emit("hashing", "point", "prefilter", file=entry.display, bytes=entry.size)
         start = time.perf_counter()
         try:
-            sha = sha256_file(entry.path)
+            sha = cached or sha256_file(entry.path)
         except FileNotFoundError:
             yield entry, FileFailure(entry.seq, entry.display, "vanished after it was scanned"), 0.0
             continue
@@ -96,6 +105,8 @@ def prefilter(
             continue
         hash_ms = round((time.perf_counter() - start) * 1000, 3)
         progress.add_busy("prefilter", hash_ms)
+        if stat_cache is not None:
+            stat_cache.note(entry, sha)
         holder = registry.name_by_sha(sha)
         if holder is not None:
             yield entry, Skipped(entry.display, "duplicate", holder), hash_ms

@@ -63,7 +63,8 @@ def scan_inputs(
             result.skipped.append(Skipped(display, "unsupported"))
             return
         result.entries.append(ScanEntry(len(result.entries), os.path.abspath(path), display,
-                                        st.st_size, st.st_mtime_ns))
+                                        st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino,
+                                        st.st_ctime_ns))
         if on_progress is not None and len(result.entries) % SCAN_PROGRESS_EVERY == 0:
             on_progress(len(result.entries))
 

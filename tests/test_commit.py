@@ -52,7 +52,9 @@ def test_adding_the_same_content_again_changes_nothing(kb: Path, sample_docs: Pa
     copy = write_tree(tmp_path / "copy", {"renamed.md": (sample_docs / "alpha.md").read_text()})
     report = add(kb, sample_docs, copy)
     assert report.added == [] and report.failed == []
-    assert {s.reason for s in report.skipped} == {"duplicate"}
+    # "unchanged" when the stat cache vouches for a file (its entry is not
+    # racily clean: the first add started 2 s or more after the file was written).
+    assert {s.reason for s in report.skipped} <= {"duplicate", "unchanged"}
     assert tree_hash(kb) == before
 
 

@@ -270,7 +270,8 @@ def test_symlinks_are_not_followed_out_of_the_input(kb: Path, tmp_path: Path) ->
     verify_ok(kb)
     for name in ("escape.md", "escape-dir", "escape-relative.md", "loop", "parent-loop"):
         assert _outcome(report, name) == ("skipped", "symlink"), name
-    assert _outcome(report, "alias.md") == ("skipped", "duplicate")  # inner.md is in
+    # inner.md is in ("unchanged": the stat cache vouches for it, if not racily clean)
+    assert _outcome(report, "alias.md") in (("skipped", "duplicate"), ("skipped", "unchanged"))
     assert _outcome(report, "to-hidden.md")[0] == "added"  # named by a link inside the input
     assert _outcome(report, "dangling.md")[0] == "failed"
     assert _outcome(report, "self.md")[0] == "failed"

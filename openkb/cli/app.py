@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from openkb import __version__, api
-from openkb.cli import render
+from openkb.cli import render, sync_cmds
 from openkb.cli.live import LiveView, PlainReporter
 from openkb.cli.session import (
     GlobalOptions,
@@ -94,6 +94,10 @@ def add(
     jobs: Annotated[int | None, typer.Option(
         "--jobs", "-j", min=1, help="Worker processes (default: config "
         "file_processing_jobs, else one per core).")] = None,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, even "
+                                         "those the stat cache says are unchanged.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again the files "
+                                               "that failed for good before.")] = False,
     llm: LlmOpt = False,
     llm_model: LlmModelOpt = None,
     json_out: JsonOpt = False,
@@ -118,7 +122,8 @@ def add(
         try:
             report = api.add(opts.kb, paths, progress, jobs=jobs, cancel=cancel,
                              lock_timeout=opts.lock_timeout, on_lock_wait=on_lock_wait,
-                             llm=llm or llm_model is not None, llm_model=llm_model)
+                             llm=llm or llm_model is not None, llm_model=llm_model,
+                             rehash=rehash, retry_failed=retry_failed)
         finally:
             if view is not None:
                 view.close()
@@ -157,6 +162,9 @@ def remove(
         stdout().print("originals moved to attic/")
 
 
+sync_cmds.register(app)
+
+
 @app.command("list")
 @reports_errors
 def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
@@ -188,6 +196,9 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
               f"{render.human_bytes(report.total_bytes)} of originals")
     if report.last_change:
         out.print(f"  last change: {render.safe(report.last_change)}")
+    if report.failures:
+        out.print(f"  {report.failures} file(s) failed and are not retried until they change: "
+                  "`openkb failures` lists them")
     unfinished = report.pending_journals - len(report.refused_journals)
     if unfinished:
         out.print(f"  [yellow]{unfinished} unfinished transaction(s)[/]: the next "
@@ -201,6 +212,11 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         out.print(f"  locked by {render.safe(report.lock_holder.describe())}")
     for run in report.running:
         c = run.counts
+        if run.command == "openkb watch":
+            out.print(f"  running: openkb watch (pid {run.pid}) since {render.ago(run.started)}, "
+                      f"{c.get('batches', 0)} batch(es), last {render.ago(run.last_progress)}; "
+                      f"{render.safe(run.phase)}")
+            continue
         out.print(f"  running: {render.safe(run.command)} (pid {run.pid}), {run.phase}, "
                   f"{c.get('committed', 0)}/{c.get('total', 0)} committed, last progress "
                   f"{render.ago(run.last_progress)}, started {render.ago(run.started)}")

@@ -133,7 +133,8 @@ def print_add_summary(console: Console, report: AddReport, verbose: bool) -> Non
         by_reason.setdefault(skipped.reason, []).append(skipped.display)
     for reason, files in sorted(by_reason.items()):
         label = SKIP_REASONS.get(reason, reason)
-        console.print(f"  skipped {len(files)}: {escape(label)}")
+        console.print(f"  skipped {len(files)}: {escape(label)}"
+                      + ("; --retry-failed tries them again" if reason == "failed-before" else ""))
         if verbose:
             for file in files[:50]:
                 console.print(f"    {safe(file)}")

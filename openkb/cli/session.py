@@ -176,6 +176,9 @@ def interruptible(quiet: bool) -> Iterator[CancelToken]:
 _FLAG_HINTS = {
     "lock_timeout": "wait for it to finish, or raise --lock-timeout",
     "kb_dir": "pass --kb DIR, set OPENKB_DIR, or create one with `openkb init DIR`",
+    "max_delete": "check that every path is mounted and whole; if those documents should "
+                  "go, run it again with a higher --max-delete (a count, or a percentage "
+                  "such as --max-delete 100%)",
     "llm_model": "set llm.model in .openkb/config.yaml, or pass --llm-model MODEL",
 }
 

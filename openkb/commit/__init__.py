@@ -1,6 +1,6 @@
 """The commit protocol: how a change reaches the KB, and the durability contract.
 
-Every mutation (add, remove, update, recompile) is one transaction, run by
+Every mutation (add, remove, update, move, recompile) is one transaction, run by
 :func:`commit_changes` under the exclusive KB lock. The steps, what each makes
 durable, and what recovery does if the process dies during or after it:
 
@@ -87,14 +87,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from openkb.commit.plan import ChangeSet, Removal
+    from openkb.commit.plan import ChangeSet, Move, Removal
     from openkb.commit.transaction import CommitOutcome, commit_changes
 
-__all__ = ["ChangeSet", "CommitOutcome", "Removal", "commit_changes"]
+__all__ = ["ChangeSet", "CommitOutcome", "Move", "Removal", "commit_changes"]
 
 # Loaded on first use: recovery, which every command may run, needs only
 # the journal and undo modules, not planning and compiling (pages, index).
-_LAZY = {"ChangeSet": "plan", "Removal": "plan", "CommitOutcome": "transaction",
+_LAZY = {"ChangeSet": "plan", "Move": "plan", "Removal": "plan", "CommitOutcome": "transaction",
          "commit_changes": "transaction"}
 
 

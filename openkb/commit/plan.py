@@ -36,18 +36,28 @@ class Removal:
     keep_raw: bool = False
 
 
+@dataclass(frozen=True)
+class Move:
+    """A document whose original was moved (`openkb sync`): its origin
+    changes in the registry, and nothing else (no page names the origin)."""
+
+    name: str
+    origin: str
+
+
 @dataclass
 class ChangeSet:
-    """What one transaction does: add documents, remove documents, or
-    re-render every compiled page (``recompile``). An update is a removal
-    and an addition of the same name. ``infos`` gives committed documents
-    a new summary (or pending mark, openkb.llm): their info in the registry
-    and their summary pages change, nothing else."""
+    """What one transaction does: add documents, remove documents, move
+    them, or re-render every compiled page (``recompile``). An update is a
+    removal and an addition of the same name. ``infos`` gives committed
+    documents a new summary (or pending mark, openkb.llm): their info in the
+    registry and their summary pages change, nothing else."""
 
     op: str
     added: list[PreparedDocument] = field(default_factory=list)
     removed: list[Removal] = field(default_factory=list)
     recompile: bool = False
+    moved: list[Move] = field(default_factory=list)
     infos: dict[str, DocumentInfo] = field(default_factory=dict)
 
 
@@ -63,6 +73,7 @@ class Plan:
     summary_updates: list[tuple[str, str]]  # (name, new summary sha256) of stored documents
     index_sha256: str  # of the index.md this plan writes, recorded in the registry
     write_compiled: Callable[[RegistryWriter], None]  # key terms, counts, near-copies
+    moved: list[Move] = field(default_factory=list)
     info_updates: dict[str, DocumentInfo] = field(default_factory=dict)  # ChangeSet.infos
 
 
@@ -132,6 +143,7 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
                  staging_dirs: list[str]) -> Plan:
     txid, now = new_txid(), utc_now()
     removed_rows = _rows_to_remove(registry, changes)
+    moved_titles = _moved_titles(registry, changes, removed_rows)
     removed_names = list(removed_rows)
     acts = _Actions(layout)
     vacated = _plan_removals(layout, acts, changes, removed_rows)
@@ -167,7 +179,7 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
             acts.drop(rel)
         else:
             acts.rewrite(rel, page)
-    acts.append(layout.LOG_REL, _log_lines(changes, removed_rows, now, txid))
+    acts.append(layout.LOG_REL, _log_lines(changes, removed_rows, moved_titles, now, txid))
     rows = [
         DocumentRow(
             name=d.name, sha256=d.sha256, origin=d.origin, ext=d.ext, kind=d.info.kind,
@@ -178,13 +190,15 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     ]
     journal = Journal(
         txid=txid, op=changes.op,
-        docs=sorted(set(removed_names) | {d.name for d in changes.added} | set(changes.infos)),
+        docs=sorted(set(removed_names) | {d.name for d in changes.added} | set(changes.infos)
+                    | {m.name for m in changes.moved}),
         actions=acts.all,
         staging=staging_dirs, created=now, pid=os.getpid(),
     )
     return Plan(journal, acts.publish, acts.rewrites, acts.compile_stashes, acts.appends, rows,
                 removed_names, summary_updates,
-                hashlib.sha256(index_text.encode("utf-8")).hexdigest(), write, info_updates)
+                hashlib.sha256(index_text.encode("utf-8")).hexdigest(), write,
+                list(changes.moved), info_updates)
 
 
 def _holds(path: Path, text: str) -> bool:
@@ -202,6 +216,17 @@ def _rows_to_remove(registry: Registry, changes: ChangeSet) -> dict[str, Documen
             raise CommitFailed(f"cannot remove {removal.name!r}: it is not in the registry")
         removed_rows[removal.name] = row
     return removed_rows
+
+
+def _moved_titles(registry: Registry, changes: ChangeSet,
+                  removed_rows: dict[str, DocumentRow]) -> dict[str, str]:
+    titles = {}
+    for move in changes.moved:
+        row = registry.document(move.name)
+        if row is None or move.name in removed_rows:
+            raise CommitFailed(f"cannot move {move.name!r}: it is not in the registry")
+        titles[move.name] = row.title
+    return titles
 
 
 def _plan_removals(layout: KBLayout, acts: _Actions, changes: ChangeSet,
@@ -250,8 +275,8 @@ def _plan_additions(layout: KBLayout, registry: Registry, acts: _Actions, change
             acts.publish_staged(rel, layout.rel(Path(os.path.abspath(staged))), vacated.get(rel))
 
 
-def _log_lines(changes: ChangeSet, removed_rows: dict[str, DocumentRow], now: str,
-               txid: str) -> str:
+def _log_lines(changes: ChangeSet, removed_rows: dict[str, DocumentRow],
+               moved_titles: dict[str, str], now: str, txid: str) -> str:
     """log.md's new lines: appended, undone by truncating to its old size."""
     lines = []
     added_names = {d.name for d in changes.added}
@@ -263,6 +288,8 @@ def _log_lines(changes: ChangeSet, removed_rows: dict[str, DocumentRow], now: st
         op = "update" if doc.name in removed_rows else "add"
         lines.append(pages.render_log_line(now, op, pages.doc_link(doc.name, doc.info.title),
                                            txid))
+    for name, title in moved_titles.items():
+        lines.append(pages.render_log_line(now, "move", pages.doc_link(name, title), txid))
     if changes.infos and not changes.recompile:
         lines.append(pages.render_log_line(now, "summarize", f"{len(changes.infos)} "
                                            "document(s)", txid))

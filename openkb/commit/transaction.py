@@ -179,6 +179,8 @@ def _write_registry(writer: RegistryWriter, plan: Plan, changes: ChangeSet) -> N
     for row in plan.rows:
         writer.insert_document(row)
     plan.write_compiled(writer)
+    for move in plan.moved:
+        writer.update_origin(move.name, move.origin)
     for name, info in plan.info_updates.items():
         writer.update_info(name, info)
     for name, sha in plan.summary_updates:

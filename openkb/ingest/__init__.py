@@ -30,11 +30,11 @@ __all__ = ["AddReport", "CancelToken", "Counts", "add_paths"]
 def add_paths(kb: KB, inputs: list[str], progress: Progress, *, jobs: int | None = None,
               cancel: CancelToken | None = None, lock_timeout: float | None = None,
               on_lock_wait: WaitCallback | None = None,
-              summarizer: Summarizer | None = None) -> AddReport:
+              summarizer: Summarizer | None = None, rehash: bool = False) -> AddReport:
     # Imported here: the run imports the converters (pypdf, markdown-it),
     # which commands that only read or report must not pay for.
     from openkb.ingest.run import AddRun
 
     run = AddRun(kb, progress, jobs or kb.config.jobs, cancel or CancelToken(), lock_timeout,
-                 on_lock_wait, summarizer)
+                 on_lock_wait, summarizer, rehash=rehash)
     return run.execute(inputs)

@@ -33,7 +33,8 @@ from openkb.prepare.pool import InProcessPreparer, WorkerPool
 from openkb.prepare.stage import PrepareLimits
 from openkb.progress import Progress
 from openkb.runs import RunRecord
-from openkb.scan import scan_inputs
+from openkb.scan import ScanResult, scan_inputs
+from openkb.statcache import StatCache
 
 HEARTBEAT_S = 10.0  # OPENKB_HEARTBEAT_S, read when a run starts, overrides it (tests)
 # Hashing ahead (to find the costliest files) pauses after this long when a
@@ -46,8 +47,10 @@ Prefiltered = Iterator[tuple[ScanEntry, PrepareTask | Skipped | FileFailure, flo
 class AddRun:
     def __init__(self, kb: KB, progress: Progress, jobs: int, cancel: CancelToken,
                  lock_timeout: float | None, on_lock_wait: WaitCallback | None,
-                 summarizer: Summarizer | None = None) -> None:
+                 summarizer: Summarizer | None = None, *, rehash: bool = False) -> None:
         self.kb = kb
+        self.rehash = rehash  # ignore the stat cache: hash every file
+        self.stat_cache: StatCache | None = None
         self.layout = kb.layout
         self.config = kb.config
         self.progress = progress
@@ -68,6 +71,7 @@ class AddRun:
         self.llm: LlmStage | None = None  # the LLM stage, when summaries are asked for
         self.lock_timeout = lock_timeout
         self.started = time.monotonic()
+        self.started_ns = time.time_ns()  # before the scan: see openkb.statcache
 
     @property
     def report(self) -> AddReport:
@@ -105,12 +109,16 @@ class AddRun:
             outcome.exit_code = self.report.exit_code
         return self.report
 
-    def _scan_and_ingest(self, inputs: list[str]) -> None:
+    def _scan(self, inputs: list[str]) -> ScanResult:
+        """The files this run ingests (`openkb sync` first takes away what moved)."""
         with self.progress.span("scan", "scan"):
-            scan = scan_inputs(
+            return scan_inputs(
                 inputs, kb_root=self.layout.root, follow_symlinks=self.config.follow_symlinks,
                 on_progress=lambda n: self.progress.emit("scan", "progress", "scan",
                                                          counts={"total": n}))
+
+    def _scan_and_ingest(self, inputs: list[str]) -> None:
+        scan = self._scan(inputs)
         self.report.skipped += scan.skipped
         self.counts.total = len(scan.entries)
         self.counts.skipped = len(scan.skipped)
@@ -127,6 +135,8 @@ class AddRun:
         try:
             self._pipeline(scan.entries)
         finally:
+            if self.stat_cache is not None:
+                _despite_interrupts(self.stat_cache.flush)
             if self.llm is not None:
                 self.llm.close(interrupted=self.cancel.stop_requested)
                 self.report.llm.update(self.llm.counters()["llm"])
@@ -149,8 +159,11 @@ class AddRun:
         registry = self.kb.reader(self.progress)
         dispatcher = self.dispatcher
         assert dispatcher is not None
+        if self.stat_cache is None:
+            self.stat_cache = StatCache(registry, entries, rehash=self.rehash,
+                                        started_ns=self.started_ns, layout=self.layout)
         tasks = prefilter(entries, self.reservations, registry, self.staging_root,
-                          self.config.max_file_mb * 1048576, self.progress)
+                          self.config.max_file_mb * 1048576, self.progress, self.stat_cache)
         window = Window(self.jobs + self.config.prepare_buffer,
                         self.config.prepare_buffer_mb * 1048576, self.config.commit_group_size)
         exhausted = False

@@ -60,7 +60,10 @@ class WorkerPool:
         # forkserver: workers fork from a clean server process with openkb
         # already imported, not from this process and its threads.
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["openkb.prepare.worker"])
+        # The converters too (stage loads them on first use): imported in the
+        # server once, before any worker caps its memory, not in each worker.
+        self._ctx.set_forkserver_preload(["openkb.prepare.worker", "openkb.prepare.convert_pdf",
+                                          "openkb.prepare.convert_markdown"])
         self._limits = limits
         self._timeout_s = timeout_s
         self._memory_mb = memory_mb

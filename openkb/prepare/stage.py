@@ -23,8 +23,6 @@ from openkb.model import DocumentInfo, PageTexts, PreparedDocument, PrepareTask
 from openkb.prepare.analyze import count_words, lead_paragraph
 from openkb.prepare.chunk import chunk_markdown
 from openkb.prepare.convert_html import convert_html
-from openkb.prepare.convert_markdown import convert_markdown
-from openkb.prepare.convert_pdf import convert_pdf, extract_pages
 from openkb.prepare.convert_text import convert_text
 from openkb.prepare.converted import Converted
 from openkb.prepare.decode import decode_text
@@ -85,12 +83,19 @@ def read_input(task: PrepareTask, limits: PrepareLimits) -> bytes:
 
 def convert(kind: str, data: bytes, pages: PageTexts | None = None, *,
             pdf_engine: str = "pdfium") -> Converted:
+    # The PDF and Markdown converters (pypdf, PDFium, markdown-it: a third
+    # of a second) load on first use: a sync with nothing new to convert
+    # imports this module and never converts.
     if kind == "pdf":
+        from openkb.prepare.convert_pdf import convert_pdf
+
         return convert_pdf(data, pages, engine=pdf_engine)
     text = decode_text(data)
     if not text.strip():
         raise FileRejected("no text (only whitespace)")
     if kind == "markdown":
+        from openkb.prepare.convert_markdown import convert_markdown
+
         return convert_markdown(text)
     if kind == "html":
         return convert_html(text)
@@ -153,6 +158,8 @@ def run_task(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument | Pag
         return prepare_file(task, limits)
     data = read_input(task, limits)
     detect_kind(task.path, data[:4096])  # a .pdf that is not one is rejected as usual
+    from openkb.prepare.convert_pdf import extract_pages
+
     return extract_pages(data, task.seq, *task.part, engine=limits.pdf_engine)
 
 

@@ -13,7 +13,9 @@ The package is the only place that speaks SQL: :mod:`.schema` (the tables),
 the statements of a write transaction), :mod:`.rows` (what they return).
 """
 
+from openkb.registry.ledger import FailureRow
 from openkb.registry.migrations import SCHEMA_VERSION, Migration
+from openkb.registry.origins import FileStat, OriginRow
 from openkb.registry.reading import Registry
 from openkb.registry.rows import (
     HIT_END,
@@ -27,8 +29,8 @@ from openkb.registry.rows import (
 from openkb.registry.writing import RegistryWriter
 
 __all__ = [
-    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "Migration", "Registry",
-    "RegistryWriter",
+    "HIT_END", "HIT_START", "SCHEMA_VERSION", "DocumentRow", "FailureRow", "FileStat", "Migration",
+    "OriginRow", "Registry", "RegistryWriter",
     "SearchHit", "TransactionRow", "info_from_json", "info_to_json",
 ]
 

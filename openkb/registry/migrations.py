@@ -38,6 +38,22 @@ class Migration:
     recompile: bool = False  # compiled pages change: a journaled recompile follows
 
 
+def _create_file_stats(conn: sqlite3.Connection) -> None:
+    # WITHOUT ROWID: looked up and range-scanned by origin only.
+    conn.execute(
+        "CREATE TABLE file_stats (origin TEXT PRIMARY KEY, dev INTEGER NOT NULL, "
+        "ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
+        "ctime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, recorded_ns INTEGER NOT NULL"
+        ") WITHOUT ROWID")
+
+
+def _create_failures(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE failures (origin TEXT PRIMARY KEY, dev INTEGER NOT NULL, "
+        "ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
+        "ctime_ns INTEGER NOT NULL, reason TEXT NOT NULL, permanent INTEGER NOT NULL, "
+        "first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, tries INTEGER NOT NULL"
+        ") WITHOUT ROWID")
 # The JSON path of openkb.model.DocumentInfo.summary_pending in documents.info.
 LLM_PENDING_EXPR = "json_extract(info, '$.summary_pending')"
 
@@ -91,6 +107,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("llm-summaries-pending-index",
               "documents may hold an LLM summary, or the reason one is pending",
               _llm_summaries),
+    Migration("sync-stat-cache", "the registry keeps a stat cache (device, inode, size, "
+              "mtime, ctime and hash per original), so unchanged files are not read again",
+              _create_file_stats),
+    Migration("sync-failure-ledger", "the registry remembers files that failed, so an "
+              "unchanged file that cannot be read is not converted again on every run",
+              _create_failures),
     Migration("concepts-with-context", "key terms weighed against the KB, near-copies found, "
               "concept pages with context", _concepts_with_context, recompile=True),
 )

@@ -16,6 +16,7 @@ import orjson
 from openkb.errors import IndexUnreadable
 from openkb.registry import migrations
 from openkb.registry.concepts import ConceptQueries
+from openkb.registry.ledger import FailureQueries
 from openkb.registry.migrations import Migration
 from openkb.registry.open import (
     create_database,
@@ -24,6 +25,7 @@ from openkb.registry.open import (
     open_database_for_reading,
     schema_version,
 )
+from openkb.registry.origins import OriginQueries
 from openkb.registry.rows import (
     DOC_COLUMNS,
     HIT_END,
@@ -36,7 +38,7 @@ from openkb.registry.rows import (
 from openkb.registry.writing import RegistryWriter
 
 
-class Registry(ConceptQueries):
+class Registry(ConceptQueries, OriginQueries, FailureQueries):
     """A connection to a KB's database. Writers use :meth:`write_transaction`."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

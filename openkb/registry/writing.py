@@ -130,6 +130,10 @@ class RegistryWriter:
         """A recompile commits: the pages are in today's format."""
         self._conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_RECOMPILE_KEY,))
 
+    def update_origin(self, name: str, origin: str) -> None:
+        """A move (`openkb sync`): the document's original is now at ``origin``."""
+        self._conn.execute("UPDATE documents SET origin = ? WHERE name = ?", (origin, name))
+
     def update_summary_sha(self, name: str, sha256: str) -> None:
         self._conn.execute("UPDATE documents SET summary_sha256 = ? WHERE name = ?", (sha256, name))
 
