@@ -110,7 +110,17 @@ class DaskExecutor(FutureExecutor):
         except OSError as exc:  # the connection to the scheduler is gone
             raise self._lost() from exc
         self._futures[token] = future
-        future.add_done_callback(lambda f: self._done.put((token, _outcome(f))))
+        self._when_done(token, future)
+
+    def _when_done(self, token: int, future: Any) -> None:
+        def done(f: Any) -> None:  # on Dask's callback thread
+            outcome = _outcome(f)
+            if outcome is None:  # its result died with a worker: computed again, wait again
+                self._when_done(token, f)
+            else:
+                self._done.put((token, outcome))
+
+        future.add_done_callback(done)
 
     def _on_start(self, event: tuple[float, dict[str, Any]]) -> None:
         """On the client's thread: a worker began a task."""
@@ -226,18 +236,29 @@ class DaskExecutor(FutureExecutor):
 
 
 
-def _outcome(future: Any) -> tuple[str, Any]:
+def _outcome(future: Any) -> tuple[str, Any] | None:
     """On Dask's callback thread: what a finished future holds. Fetched
     there, not by collect(): each fetch is a round trip through the
     client's event loop (~10 ms on a busy machine), and the main thread
-    has commits to run."""
+    has commits to run.
+
+    None when the result is gone with the worker that held it (a task
+    done, its worker killed before we fetched it): the scheduler is fine and
+    computes it again, so the future is waited for again."""
     try:
         if future.status == "finished":
             return "finished", future.result()
         if future.status == "error":
             return "error", future.exception()
-    except Exception as exc:  # released meanwhile: the scheduler went away
-        return "lost", exc
+    except Exception as exc:
+        # result() waits through a recompute; the task may end in error there.
+        if future.status == "error":
+            return "error", exc
+        if future.status in ("lost", "pending"):
+            return None
+        return "lost", exc  # released meanwhile: the scheduler went away
+    if future.status in ("lost", "pending"):
+        return None
     return future.status, None
 
 
