@@ -123,21 +123,12 @@ def __getattr__(name: str) -> Any:
 
 
 @contextmanager
-def _opened(kb_dir: str | None, command: str) -> Iterator[KB]:
-    kb = KB.open(kb_dir, command)
-    try:
-        yield kb
-    finally:
-        kb.close()
-
-
-@contextmanager
 def _changing(kb_dir: str | None, command: str,
               progress: Progress) -> Iterator[tuple[KB, RunOutcome]]:
     """The KB, opened for a command that may change it, and the outcome its
     terminal event reports: without that event, a reader of the stream
     cannot tell a finished command from a killed one."""
-    with _opened(kb_dir, command) as kb, progress.run(command) as outcome:
+    with KB.open(kb_dir, command) as kb, progress.run(command) as outcome:
         yield kb, outcome
 
 
@@ -165,7 +156,7 @@ def add(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int |
         raise UsageError("jobs must be at least 1", argument="jobs")
     from openkb.sync import add_paths  # with the failure ledger
 
-    with _opened(kb_dir, "openkb add") as kb:
+    with KB.open(kb_dir, "openkb add") as kb:
         summarizer = _summarizer(kb, llm_model) if llm else None
         try:
             return add_paths(kb, paths, progress, jobs=jobs, cancel=cancel,
@@ -226,7 +217,7 @@ def remove(kb_dir: str | None, docs: list[str], progress: Progress, *, dry_run: 
 
 
 def list_documents(kb_dir: str | None, progress: Progress) -> list[DocumentRow]:
-    with _opened(kb_dir, "openkb list") as kb:
+    with KB.open(kb_dir, "openkb list") as kb:
         return kb.reader(progress).documents()
 
 
@@ -246,7 +237,7 @@ class StatusReport:
 
 
 def status(kb_dir: str | None, progress: Progress) -> StatusReport:
-    with _opened(kb_dir, "openkb status") as kb:
+    with KB.open(kb_dir, "openkb status") as kb:
         registry = kb.reader(progress)
         pending = [describe_journal(kb.layout, registry, path)
                    for path in pending_journal_paths(kb.layout)]
@@ -287,7 +278,7 @@ def search(kb_dir: str | None, query: str, progress: Progress, *,
            limit: int = 10) -> list[SearchHit]:
     if limit < 1:
         raise UsageError("limit must be at least 1", argument="limit")
-    with _opened(kb_dir, "openkb search") as kb:
+    with KB.open(kb_dir, "openkb search") as kb:
         return kb.reader(progress).search(fts_query(query), limit)
 
 
@@ -301,7 +292,7 @@ class ShowResult:
 
 
 def show(kb_dir: str | None, doc: str, progress: Progress) -> ShowResult:
-    with _opened(kb_dir, "openkb show") as kb:
+    with KB.open(kb_dir, "openkb show") as kb:
         registry = kb.reader(progress)
         row = registry.document(doc)
         if row is None:
@@ -392,6 +383,6 @@ def verify(kb_dir: str | None, progress: Progress, *, repair: bool = False,
 def tree_hash(kb_dir: str | None, progress: Progress) -> str:
     from openkb.treehash import tree_hash as _tree_hash
 
-    with _opened(kb_dir, "openkb debug tree-hash") as kb:
+    with KB.open(kb_dir, "openkb debug tree-hash") as kb:
         return _tree_hash(kb.layout, kb.reader(progress))
 

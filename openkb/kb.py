@@ -111,7 +111,14 @@ class KB:
 
     @classmethod
     def open(cls, explicit: str | None, command: str) -> KB:
+        """The KB; ``with KB.open(...) as kb:`` closes it however the block ends."""
         return cls(find_kb_root(explicit), command)
+
+    def __enter__(self) -> KB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def registry(self) -> Registry:

@@ -5,8 +5,7 @@ first use), so the CLI still reaches the library only through it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from openkb.errors import UsageError
 from openkb.ingest.report import CancelToken
@@ -15,15 +14,6 @@ from openkb.progress import Progress
 from openkb.registry import FailureRow
 from openkb.sync import SyncOptions, SyncReport, sync_paths
 from openkb.sync.watch import WatchBatch, WatchReport
-
-
-@contextmanager
-def _opened(kb_dir: str | None, command: str) -> Iterator[KB]:
-    kb = KB.open(kb_dir, command)
-    try:
-        yield kb
-    finally:
-        kb.close()
 
 
 def sync(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
@@ -38,7 +28,7 @@ def sync(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int 
         raise UsageError("name at least one file or directory to sync", argument="paths")
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
-    with _opened(kb_dir, "openkb sync") as kb:
+    with KB.open(kb_dir, "openkb sync") as kb:
         return sync_paths(kb, paths, progress,
                           SyncOptions(dry_run=dry_run, keep_raw=keep_raw, max_delete=max_delete,
                                       rehash=rehash, retry_failed=retry_failed),
@@ -69,5 +59,5 @@ def watch(kb_dir: str | None, paths: list[str], progress: Progress, *, stop: thr
 def failures(kb_dir: str | None, progress: Progress) -> list[FailureRow]:
     """The failure ledger: files that failed and have not changed or
     succeeded since, with why, when and how often."""
-    with _opened(kb_dir, "openkb failures") as kb:
+    with KB.open(kb_dir, "openkb failures") as kb:
         return kb.reader(progress).failures()
