@@ -9,7 +9,9 @@ from pathlib import Path
 from conftest import markdown_doc, write_tree
 from pdfgen import make_pdf
 
+from openkb import api
 from openkb.prepare.parts import SPLIT_MIN_BYTES
+from openkb.progress import Progress
 
 
 def mixed_corpus(root: Path, notes: int = 24) -> Path:
@@ -30,3 +32,16 @@ def mixed_corpus(root: Path, notes: int = 24) -> Path:
         long_pdf = make_pdf(pages, title="Long one", outline=[("Start", 0), ("Later", 10)])
     files["long.pdf"] = long_pdf
     return write_tree(root, files)
+
+
+def new_kb(tmp_path: Path, name: str = "kb", config: str = "") -> Path:
+    """A new KB under ``tmp_path``, with ``config`` as its config.yaml if given."""
+    kb = tmp_path / name
+    api.init(str(kb))
+    if config:
+        (kb / ".openkb" / "config.yaml").write_text(config)
+    return kb
+
+
+def count_documents(kb: Path) -> int:
+    return len(api.list_documents(str(kb), Progress()))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, corpus_dir, markdown_doc, tree_hash, verify_ok, write_tree
-from executor_corpus import mixed_corpus
+from executor_corpus import count_documents, mixed_corpus, new_kb
 
 from openkb import api
 from openkb.progress import Progress
@@ -32,21 +32,9 @@ DASK = Path(sys.executable).parent / "dask"
 SLOW_MD = "# Slow\n\n" + "- item\n" * 40_000
 
 
-def _kb(tmp_path: Path, name: str, config: str = "") -> Path:
-    kb = tmp_path / name
-    api.init(str(kb))
-    if config:
-        (kb / ".openkb" / "config.yaml").write_text(config)
-    return kb
-
-
-def _count(kb: Path) -> int:
-    return len(api.list_documents(str(kb), Progress()))
-
-
 def _reference(tmp_path: Path, docs: Path) -> str:
     """The tree hash of the KB the process executor makes of ``docs``."""
-    kb = _kb(tmp_path, "kb-process")
+    kb = new_kb(tmp_path, "kb-process")
     api.add(str(kb), [str(docs)], Progress(), jobs=2, executor="process")
     return tree_hash(kb)
 
@@ -54,7 +42,7 @@ def _reference(tmp_path: Path, docs: Path) -> str:
 @pytest.mark.parametrize("inputs", ["bytes", "path"])
 def test_a_local_cluster_builds_the_same_kb_as_processes(tmp_path: Path, inputs: str) -> None:
     docs = mixed_corpus(tmp_path / "docs")
-    kb = _kb(tmp_path, "kb-dask", f"dask_inputs: {inputs}\n")
+    kb = new_kb(tmp_path, "kb-dask", f"dask_inputs: {inputs}\n")
     progress, events = Progress(), []
     progress.subscribe(events.append)
     report = api.add(str(kb), [str(docs)], progress, jobs=2, executor="dask")
@@ -160,7 +148,7 @@ def test_a_dask_worker_killed_mid_run_on_a_real_cluster(tmp_path: Path, cluster:
     docs = _corpus_with_a_slow_file(tmp_path)
     # A task whose workers died more than this often ends as KilledWorker.
     address = cluster.start(workers=2, allowed_failures=1)
-    kb = _kb(tmp_path, "kb-dask")
+    kb = new_kb(tmp_path, "kb-dask")
     jsonl = tmp_path / "p.jsonl"
     proc = _add(kb, docs, jsonl, "--scheduler", address)
     killed: list[int] = []
@@ -182,14 +170,14 @@ def test_a_dask_worker_killed_mid_run_on_a_real_cluster(tmp_path: Path, cluster:
         assert proc.returncode == 1, err
         assert "n05-slow.md: the Dask workers converting it died each time" in out + err
         assert "failed 1 in" in out + err
-        assert _count(kb) == 20
+        assert count_documents(kb) == 20
 
 
 def test_the_scheduler_lost_mid_run_stops_the_add_and_a_rerun_finishes(
         tmp_path: Path, cluster: Cluster) -> None:
     docs = _corpus_with_a_slow_file(tmp_path)
     address = cluster.start(workers=2)
-    kb = _kb(tmp_path, "kb-dask", "commit_group_size: 1\n")
+    kb = new_kb(tmp_path, "kb-dask", "commit_group_size: 1\n")
     jsonl = tmp_path / "p.jsonl"
     proc = _add(kb, docs, jsonl, "--scheduler", address)
     # The files before the slow one are committed while it converts.
@@ -202,11 +190,11 @@ def test_the_scheduler_lost_mid_run_stops_the_add_and_a_rerun_finishes(
     assert proc.returncode == 1, err
     assert "lost the Dask scheduler" in err
     assert "Traceback" not in err, err
-    committed = _count(kb)
+    committed = count_documents(kb)
     assert 0 < committed < 21  # what was committed before is kept
     verify_ok(kb)
     api.add(str(kb), [str(docs)], Progress(), jobs=2, executor="thread")
-    assert _count(kb) == 21
+    assert count_documents(kb) == 21
     verify_ok(kb)
     assert tree_hash(kb) == _reference(tmp_path, docs)
 
@@ -217,7 +205,7 @@ def test_the_scheduler_lost_mid_run_stops_the_add_and_a_rerun_finishes(
 def test_a_local_cluster_gives_the_same_kb_on_the_shared_corpora(tmp_path: Path,
                                                                   corpus: str) -> None:
     docs = corpus_dir(corpus)
-    kb = _kb(tmp_path, "kb-dask")
+    kb = new_kb(tmp_path, "kb-dask")
     api.add(str(kb), [str(docs)], Progress(), jobs=2, executor="dask")
     verify_ok(kb)
     assert tree_hash(kb) == _reference(tmp_path, docs)

@@ -12,24 +12,12 @@ from pathlib import Path
 
 import pytest
 from conftest import corpus_dir, markdown_doc, run_openkb, tree_hash, verify_ok, write_tree
-from executor_corpus import mixed_corpus
+from executor_corpus import count_documents, mixed_corpus, new_kb
 
 from openkb import api
 from openkb.progress import Progress
 
 pytestmark = pytest.mark.xdist_group("workers")
-
-
-def _kb(tmp_path: Path, name: str = "kb", config: str = "") -> Path:
-    kb = tmp_path / name
-    api.init(str(kb))
-    if config:
-        (kb / ".openkb" / "config.yaml").write_text(config)
-    return kb
-
-
-def _count(kb: Path) -> int:
-    return len(api.list_documents(str(kb), Progress()))
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
@@ -38,7 +26,7 @@ def test_the_thread_executor_builds_the_same_kb_as_processes(cli, tmp_path: Path
     docs = mixed_corpus(tmp_path / "docs")
     hashes = {}
     for executor in ("process", "thread"):
-        kb = _kb(tmp_path, f"kb-{executor}")
+        kb = new_kb(tmp_path, f"kb-{executor}")
         result = cli("--kb", str(kb), "add", "--jobs", jobs, "--executor", executor, str(docs))
         assert result.code == 1, result.err  # empty.md fails, with either
         assert "empty.md: empty file (0 bytes)" in result.out
@@ -48,7 +36,7 @@ def test_the_thread_executor_builds_the_same_kb_as_processes(cli, tmp_path: Path
 
 
 def test_the_executor_can_be_set_in_the_config(cli, tmp_path: Path) -> None:
-    kb = _kb(tmp_path, config="executor: thread\n")
+    kb = new_kb(tmp_path, config="executor: thread\n")
     docs = write_tree(tmp_path / "docs", {"a.md": markdown_doc("A", "apples")})
     jsonl = tmp_path / "p.jsonl"
     result = cli("--kb", str(kb), "--progress-jsonl", str(jsonl), "add", "-j", "2", str(docs))
@@ -60,7 +48,7 @@ def test_the_executor_can_be_set_in_the_config(cli, tmp_path: Path) -> None:
 
 
 def test_a_bad_executor_or_a_scheduler_without_dask_is_a_usage_error(cli, tmp_path: Path) -> None:
-    kb = _kb(tmp_path)
+    kb = new_kb(tmp_path)
     docs = write_tree(tmp_path / "docs", {"a.md": markdown_doc("A", "apples")})
     result = cli("--kb", str(kb), "add", "--executor", "fibers", str(docs))
     assert result.code == 2
@@ -70,7 +58,7 @@ def test_a_bad_executor_or_a_scheduler_without_dask_is_a_usage_error(cli, tmp_pa
     assert result.code == 2
     assert "a scheduler address is for the dask executor" in result.err
     assert "--executor dask" in result.err
-    assert _count(kb) == 0
+    assert count_documents(kb) == 0
 
 
 def _prepare_threads() -> list[threading.Thread]:
@@ -79,7 +67,7 @@ def _prepare_threads() -> list[threading.Thread]:
 
 def test_a_slow_file_times_out_on_a_thread_and_the_thread_is_stopped(cli,
                                                                       tmp_path: Path) -> None:
-    kb = _kb(tmp_path, config="convert_timeout_s: 3\n")
+    kb = new_kb(tmp_path, config="convert_timeout_s: 3\n")
     docs = write_tree(tmp_path / "docs", {f"n{i}.md": markdown_doc(f"N{i}", f"t{i}")
                                           for i in range(5)})
     # markdown-it takes far longer than 3 s on it (pure Python: the deadline
@@ -89,7 +77,7 @@ def test_a_slow_file_times_out_on_a_thread_and_the_thread_is_stopped(cli,
     result = cli("--kb", str(kb), "add", "--jobs", "2", "--executor", "thread", str(docs))
     assert result.code == 1, result.err
     assert "slow.md: timed out after 3s (convert_timeout_s)" in result.out
-    assert _count(kb) == 5, result.out
+    assert count_documents(kb) == 5, result.out
     verify_ok(kb)
     # The thread is not left converting in the background for the rest of
     # the process's life: it stopped at its deadline.
@@ -101,7 +89,7 @@ def test_a_slow_file_times_out_on_a_thread_and_the_thread_is_stopped(cli,
 
 
 def test_workers_exit_quietly_when_the_main_process_is_killed(tmp_path: Path) -> None:
-    kb = _kb(tmp_path)
+    kb = new_kb(tmp_path)
     # Enough work queued to the workers that they are busy when the main
     # process dies at its first commit.
     docs = write_tree(tmp_path / "docs", {
@@ -116,7 +104,7 @@ def test_workers_exit_quietly_when_the_main_process_is_killed(tmp_path: Path) ->
     assert "BrokenPipeError" not in result.stderr, result.stderr
     result = run_openkb("--kb", str(kb), "--quiet", "add", "--jobs", "2", str(docs))
     assert result.returncode == 0, result.stderr
-    assert _count(kb) == 60
+    assert count_documents(kb) == 60
     verify_ok(kb)
 
 
@@ -128,7 +116,7 @@ def test_process_and_thread_give_the_same_kb_on_the_shared_corpora(tmp_path: Pat
     docs = corpus_dir(corpus)
     hashes = {}
     for executor in ("process", "thread"):
-        kb = _kb(tmp_path, f"kb-{executor}")
+        kb = new_kb(tmp_path, f"kb-{executor}")
         api.add(str(kb), [str(docs)], Progress(), jobs=2, executor=executor)
         hashes[executor] = tree_hash(kb)
     assert hashes["process"] == hashes["thread"]
