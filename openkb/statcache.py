@@ -26,7 +26,7 @@ import time
 
 from openkb.layout import KBLayout
 from openkb.model import ScanEntry
-from openkb.recovery import has_pending_journals
+from openkb.pending import has_pending_journals
 from openkb.registry import FileStat, Registry
 
 RACY_NS = 2_000_000_000

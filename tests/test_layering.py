@@ -103,10 +103,13 @@ def test_starting_the_cli_does_not_load_the_converters() -> None:
 def test_a_search_loads_neither_the_writing_path_nor_pydantic(kb: Path) -> None:
     """`openkb search` answers in a fraction of a second on a big KB only if
     start-up stays small: it runs no commit, verify or add, so it must not
-    import them (nor pydantic, which typer 0.29 brings to every option)."""
+    import them (nor pydantic, which typer 0.29 brings to every option); on a
+    clean KB it neither locks nor recovers (filelock, psutil, the journal
+    parser), its config has no setting (YAML) and it draws no live view."""
     heavy = ("pypdf", "pypdfium2", "markdown_it", "pydantic", "openkb.commit.plan",
              "openkb.commit.transaction", "openkb.pages", "openkb.catalog", "openkb.verify",
-             "openkb.ingest", "openkb.progress_summary", "openkb.treehash")
+             "openkb.ingest", "openkb.progress_summary", "openkb.treehash", "filelock",
+             "psutil", "yaml", "openkb.recovery", "openkb.commit.journal", "rich.live")
     probe = ("import sys\nfrom openkb.cli.app import main\n"
              f"sys.argv = ['openkb', '--kb', {str(kb)!r}, 'search', 'anything']\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"

@@ -10,7 +10,6 @@ import typer
 
 from openkb import __version__, api
 from openkb.cli import render, sync_cmds
-from openkb.cli.live import LiveView, PlainReporter
 from openkb.cli.session import (
     GlobalOptions,
     configure_logging,
@@ -19,6 +18,7 @@ from openkb.cli.session import (
     lock_wait_printer,
     options,
     progress_for,
+    progress_view,
     reports_errors,
     stderr,
     stdout,
@@ -112,12 +112,12 @@ def add(
     """Add documents (Markdown, text, HTML, PDF); directories are walked recursively."""
     opts = options(ctx)
     err = stderr()
-    view: LiveView | PlainReporter | None = None
-    if not opts.quiet and not json_out:
-        view = LiveView(err) if err.is_terminal else PlainReporter(err)
+    view = progress_view(err, wanted=not opts.quiet and not json_out)
     lock_printer = lock_wait_printer(opts.quiet)
 
     def on_lock_wait(holder, waited):  # type: ignore[no-untyped-def]
+        from openkb.cli.live import LiveView  # loaded by progress_view if it is one
+
         if isinstance(view, LiveView):
             view.lock_wait(holder.describe() if holder else "another openkb process", waited)
         else:

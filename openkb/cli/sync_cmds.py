@@ -11,12 +11,12 @@ import typer
 
 from openkb import api
 from openkb.cli import render
-from openkb.cli.live import LiveView, PlainReporter
 from openkb.cli.session import (
     interruptible,
     lock_wait_printer,
     options,
     progress_for,
+    progress_view,
     reports_errors,
     stderr,
     stdout,
@@ -164,9 +164,7 @@ def sync(
     files are gone there."""
     opts = options(ctx)
     err = stderr()
-    view: LiveView | PlainReporter | None = None
-    if not opts.quiet and not json_out and not dry_run:
-        view = LiveView(err) if err.is_terminal else PlainReporter(err)
+    view = progress_view(err, wanted=not opts.quiet and not json_out and not dry_run)
     with progress_for(opts) as progress, interruptible(opts.quiet) as cancel:
         if view is not None:
             progress.subscribe(view)
