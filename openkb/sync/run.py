@@ -14,7 +14,7 @@ import os
 import sqlite3
 from typing import TYPE_CHECKING
 
-from openkb.commit import ChangeSet, Move, Removal, commit_changes
+from openkb import commit  # its names load on first use
 from openkb.ingest.report import AddReport, CancelToken
 from openkb.ingest.run import AddRun
 from openkb.kb import KB, WaitCallback
@@ -139,11 +139,11 @@ class SyncRun(LedgerAddRun):
             for start in range(0, max(len(moves), len(removals)), step):
                 group_moves = moves[start:start + step]
                 group_removals = removals[start:start + step]
-                changes = ChangeSet(
+                changes = commit.ChangeSet(
                     op="sync",
-                    removed=[Removal(r.name, self.options.keep_raw) for r in group_removals],
-                    moved=[Move(m.name, m.entry.path) for m in group_moves])
-                outcome = commit_changes(self.layout, registry, changes, self.progress)
+                    removed=[commit.Removal(r.name, self.options.keep_raw) for r in group_removals],
+                    moved=[commit.Move(m.name, m.entry.path) for m in group_moves])
+                outcome = commit.commit_changes(self.layout, registry, changes, self.progress)
                 for move in group_moves:
                     moved.add(move.entry.seq)
                     self.sync_report.moved.append((move.name, move.old_origin,
@@ -155,7 +155,7 @@ class SyncRun(LedgerAddRun):
         return moved
 
 
-def changes_names(changes: ChangeSet) -> set[str]:
+def changes_names(changes: commit.ChangeSet) -> set[str]:
     return {r.name for r in changes.removed} | {m.name for m in changes.moved}
 
 
