@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from openkb import commit
 from openkb.errors import Interrupted
 from openkb.ingest.committer import GroupCommitter, StopWaiting, discard_staging
 from openkb.ingest.report import AddReport, CancelToken, Counts, Tally
@@ -132,8 +133,13 @@ class AddRun:
         if not scan.entries:
             return
         workers = min(self.jobs, len(scan.entries))
+        from openkb.executors import warm_up
         from openkb.ingest.dispatch import Dispatcher
 
+        # The fork server imports the converters while this process imports
+        # the commit path: on two cores, at the same time.
+        warm_up(self.config, workers)
+        commit.preload()
         self.dispatcher = Dispatcher(self._preparer(workers), self.progress, workers)
         if self.summarizer is not None:
             from openkb.llm.stage import LlmStage
