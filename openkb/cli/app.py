@@ -79,9 +79,16 @@ def main_options(
 
 @app.command()
 @reports_errors
-def init(directory: Annotated[str, typer.Argument(help="Where to create the KB.")] = ".") -> None:
+def init(ctx: typer.Context, directory: Annotated[str | None, typer.Argument(
+        help="Where to create the KB (default: --kb, else the current directory).")] = None,
+) -> None:
     """Create a knowledge base in DIRECTORY."""
-    result = api.init(directory)
+    given = options(ctx).kb
+    if given is not None and directory is not None and given != directory:
+        raise api.UsageError(f"init was given two places: --kb {given} and {directory}",
+                             hint="give one of them")
+    # `openkb --kb my-kb init` means my-kb, as every other command reads --kb.
+    result = api.init(directory or given or ".")
     verb = "created" if result.created else "already a knowledge base:"
     stdout().print(f"{verb} {render.safe(str(result.root))}")
 
