@@ -182,7 +182,7 @@ def test_holders_of_answers_alike_for_a_few_contents_and_for_most(kb: Path,
         assert len(held) == 12
         missing = "0" * 64
         assert registry.holders_of([*held, missing]) == held  # one pass over the table
-        few = dict(list(held.items())[:2])
+        few = dict(list(held.items())[:1])
         assert registry.holders_of([*few, missing]) == few  # looked up one by one
     finally:
         registry.close()
