@@ -17,6 +17,7 @@ from pathlib import Path
 
 from openkb import fsio
 from openkb.commit import ChangeSet, Removal, commit_changes
+from openkb.diskspace import DiskFull, full_disk_cause, is_disk_full
 from openkb.errors import CommitFailed
 from openkb.ingest.report import Tally
 from openkb.kb import KB, WaitCallback
@@ -65,6 +66,8 @@ class GroupCommitter:
             outcome = commit_changes(self.layout, self.kb.registry, changes, self.progress,
                                      staging_dirs=staging)
         except CommitFailed as exc:
+            if is_disk_full(exc):  # not these documents' fault: stop the run
+                raise DiskFull(full_disk_cause(exc)) from exc
             if len(docs) > 1:
                 for doc in docs:  # find the one that failed; commit the others
                     self._commit_docs([doc], 0.0)

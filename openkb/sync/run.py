@@ -106,6 +106,9 @@ class SyncRun(LedgerAddRun):
             moved = self._commit_vanished(plan)
             for _name, origin in self.sync_report.removed:
                 self.stat_cache.forget(origin)
+        # Released on a full disk for the removals (openkb.sync.sync_paths):
+        # taken back before anything is added.
+        self.kb.reserve.ensure(headroom=1)
         rest = without(scan.entries, moved)
         unchanged = self._unchanged(registry, rest)
         if unchanged:
