@@ -21,6 +21,7 @@ from openkb.cli.session import (
     stderr,
     stdout,
 )
+from openkb.cli.watch_view import WatchLiveView
 
 
 def sync_report_json(report: api.SyncReport) -> dict[str, Any]:
@@ -68,10 +69,11 @@ def _batch_line(batch: api.WatchBatch) -> str:
     assert r is not None
     what = "catch-up sync" if not batch.touched else f"batch {batch.number}, " \
         f"{batch.touched} path(s) changed"
+    stopped = f"\n  [red]{render.safe(r.out_of_space.message)}[/]" if r.out_of_space else ""
     return (f"{when} {what}: added {len(r.added)}, updated {len(r.updated)}, moved "
             f"{len(r.moved)}, removed {len(r.removed)}, failed {len(r.failed)}"
             + "".join(f"\n  failed {render.safe(f.display)}: {render.safe(f.reason)}"
-                      for f in r.failed))
+                      for f in r.failed) + stopped)
 
 
 @reports_errors
@@ -100,15 +102,22 @@ def watch(
             out.print(_batch_line(batch))
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # On a terminal: "watching N paths · last batch … · idle Ns", live.
+    view = WatchLiveView(stderr(), len(paths)) if not opts.quiet and \
+        stderr().is_terminal else None
     try:
         if not opts.quiet:
             out.print(f"watching {len(paths)} path(s); Ctrl-C stops")
         with progress_for(opts) as progress:
+            if view is not None:
+                progress.subscribe(view)
             report = api.watch(opts.kb, paths, progress, stop=stop, jobs=jobs,
                                debounce_s=debounce, on_batch=on_batch,
                                lock_timeout=opts.lock_timeout,
                                on_lock_wait=lock_wait_printer(opts.quiet))
     finally:
+        if view is not None:
+            view.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not opts.quiet:

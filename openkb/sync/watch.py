@@ -151,7 +151,7 @@ class Watcher:
     def _batch(self, touched: int) -> None:
         batch = WatchBatch(self.report.batches + 1, touched)
         self.progress.emit("watch_batch", "start", "watch", paths=touched,
-                           batch=batch.number)
+                           batch=batch.number, watched=len(self.paths))
         started = time.monotonic()
         # Each batch is a run of its own (its own id, staging and terminal
         # event), told to the same listeners.
@@ -172,6 +172,7 @@ class Watcher:
             self.record.save(self.layout)
         report = batch.report
         self.progress.emit("watch_batch", "done", "watch", paths=touched, batch=batch.number,
+                           watched=len(self.paths),
                            dur_ms=round((time.monotonic() - started) * 1000, 1),
                            counts={"added": len(report.added), "updated": len(report.updated),
                                    "moved": len(report.moved), "removed": len(report.removed),
@@ -186,7 +187,7 @@ class Watcher:
         self.record.phase = f"watching; last error: {error}"[:300]
         self.record.save(self.layout)
         self.progress.emit("watch_batch", "done", "watch", batch=batch.number, outcome="error",
-                           error=error[:1000])
+                           watched=len(self.paths), error=error[:1000])
         if self.on_batch is not None:
             self.on_batch(batch)
 
