@@ -51,7 +51,10 @@ class LedgerAddRun(AddRun):
 
     def _scan(self, inputs: list[str]) -> ScanResult:
         scan = super()._scan(inputs)
-        roots = [os.path.commonpath([e.path for e in scan.entries])] if scan.entries else []
+        # The inputs (where the scan's own failures are), and where the
+        # files are (a file named through a symlink is its target).
+        roots = [os.path.abspath(p) for p in inputs]
+        roots += [os.path.commonpath([e.path for e in scan.entries])] if scan.entries else []
         return self._skip_known_failures(scan, roots)
 
     def _skip_known_failures(self, scan: ScanResult, roots: list[str]) -> ScanResult:
