@@ -12,6 +12,13 @@ import typer
 from openkb import api
 from openkb.cli import render
 from openkb.cli.live import LiveView, PlainReporter
+from openkb.cli.options import (
+    ExecutorOpt,
+    JobsOpt,
+    RehashOpt,
+    RetryFailedOpt,
+    SchedulerOpt,
+)
 from openkb.cli.session import (
     interruptible,
     lock_wait_printer,
@@ -152,9 +159,7 @@ def failures(ctx: typer.Context, json_out: Annotated[bool, typer.Option(
 def sync(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(help="Files and directories to keep in step.")],
-    jobs: Annotated[int | None, typer.Option(
-        "--jobs", "-j", min=1, help="Worker processes (default: config "
-        "file_processing_jobs, else one per core).")] = None,
+    jobs: JobsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change "
                                           "nothing.")] = False,
     keep_raw: Annotated[bool, typer.Option("--keep-raw", help="Move the originals of removed "
@@ -162,10 +167,10 @@ def sync(
     max_delete: Annotated[str | None, typer.Option(
         "--max-delete", metavar="N|P%", help="Refuse (exit 2) to remove more documents than "
         "this (default: config sync_max_delete, 50% of those under the paths).")] = None,
-    rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, even "
-                                         "those the stat cache says are unchanged.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again the files "
-                                               "that failed for good before.")] = False,
+    rehash: RehashOpt = False,
+    retry_failed: RetryFailedOpt = False,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a "
                                            "summary.")] = False,
 ) -> None:
@@ -182,7 +187,8 @@ def sync(
         try:
             report = api.sync(opts.kb, paths, progress, jobs=jobs, dry_run=dry_run,
                               keep_raw=keep_raw, max_delete=max_delete, rehash=rehash,
-                              retry_failed=retry_failed, cancel=cancel,
+                              retry_failed=retry_failed, executor=executor,
+                              scheduler=scheduler, cancel=cancel,
                               lock_timeout=opts.lock_timeout,
                               on_lock_wait=lock_wait_printer(opts.quiet))
         finally:
