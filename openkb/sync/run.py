@@ -15,6 +15,8 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from openkb.commit import ChangeSet, Move, Removal, commit_changes
+from openkb.diskspace import is_disk_full
+from openkb.errors import CommitFailed
 from openkb.ingest.report import AddReport, CancelToken
 from openkb.ingest.run import AddRun
 from openkb.kb import KB, WaitCallback
@@ -143,22 +145,44 @@ class SyncRun(LedgerAddRun):
             removals = [r for r in plan.removals if _still_vanished(registry, r)]
             step = VANISHED_PER_TRANSACTION
             for start in range(0, max(len(moves), len(removals)), step):
-                group_moves = moves[start:start + step]
-                group_removals = removals[start:start + step]
-                changes = ChangeSet(
-                    op="sync",
-                    removed=[Removal(r.name, self.options.keep_raw) for r in group_removals],
-                    moved=[Move(m.name, m.entry.path) for m in group_moves])
-                outcome = commit_changes(self.layout, registry, changes, self.progress)
-                for move in group_moves:
-                    moved.add(move.entry.seq)
-                    self.sync_report.moved.append((move.name, move.old_origin,
-                                                   move.entry.display))
-                self.sync_report.removed += [(r.name, r.origin) for r in group_removals]
-                self.progress.emit("committed", "point", "commit", txid=outcome.txid,
-                                   doc=sorted(changes_names(changes))[:20],
-                                   counts=self.counts.as_dict())
+                self._commit_vanished_group(registry, moves[start:start + step],
+                                            removals[start:start + step], moved)
         return moved
+
+    def _commit_vanished_group(self, registry: Registry, moves: list[MoveCandidate],
+                               removals: list[OriginRow], moved: set[int]) -> None:
+        changes = ChangeSet(op="sync",
+                            removed=[Removal(r.name, self.options.keep_raw) for r in removals],
+                            moved=[Move(m.name, m.entry.path) for m in moves])
+        try:
+            outcome = commit_changes(self.layout, registry, changes, self.progress)
+        except CommitFailed as exc:
+            if not is_disk_full(exc) or len(moves) + len(removals) < 2:
+                raise
+            # A full disk (the reserve's room was not enough for this many):
+            # halves need less room, and each one that commits frees some,
+            # once the WAL (grown by the attempt) is given back.
+            for half_moves, half_removals in _halves(moves, removals):
+                registry.shrink_wal()
+                self._commit_vanished_group(registry, half_moves, half_removals, moved)
+            return
+        for move in moves:
+            moved.add(move.entry.seq)
+            self.sync_report.moved.append((move.name, move.old_origin, move.entry.display))
+        self.sync_report.removed += [(r.name, r.origin) for r in removals]
+        self.progress.emit("committed", "point", "commit", txid=outcome.txid,
+                           doc=sorted(changes_names(changes))[:20],
+                           counts=self.counts.as_dict())
+
+
+def _halves(moves: list[MoveCandidate], removals: list[OriginRow]
+            ) -> list[tuple[list[MoveCandidate], list[OriginRow]]]:
+    """Two smaller groups, each not empty (the caller has at least two changes)."""
+    if len(removals) > 1:
+        return [(moves, removals[:len(removals) // 2]), ([], removals[len(removals) // 2:])]
+    if len(moves) > 1:
+        return [(moves[:len(moves) // 2], removals), (moves[len(moves) // 2:], [])]
+    return [(moves, []), ([], removals)]
 
 
 def changes_names(changes: ChangeSet) -> set[str]:
