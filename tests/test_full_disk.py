@@ -289,32 +289,62 @@ def test_a_kb_from_before_the_reserve_gets_one_from_its_first_writer(tmp_path: P
     assert _openkb(kb, "verify").code == 0
 
 
-@pytest.mark.heavy
-def test_a_sync_removing_more_than_the_reserve_has_room_for_goes_in_smaller_groups(
-        tmp_path: Path) -> None:
-    """400 of the 654 RFC files gone at once, on a full disk: one transaction
-    needs more than the 8 MiB reserve (SQLite's WAL for the index entries
-    it deletes); halves, with the WAL given back between them, fit."""
+@pytest.fixture
+def many_gone(tmp_path: Path) -> Iterator[tuple[Path, Path, Path, set[str]]]:
+    """The 654 RFC files synced into a KB on a 96 MiB disk, then 400 of them
+    deleted and the disk filled: (kb, folder, disk, documents to remove)."""
     notes = tmp_path / "rfcs"
     shutil.copytree(corpus_dir("md-rfcs"), notes)
     with _tmpfs(tmp_path / "disk", "96m") as disk:
         kb = disk / "kb"
         api.init(str(kb))
         assert _openkb(kb, "sync", "--jobs", "2", str(notes)).code == 0
-        gone = sorted(notes.rglob("*.md"))[:400]
+        gone = set(sorted(notes.rglob("*.md"))[:400])
         listed = json.loads(_openkb(kb, "list", "--json").out)
-        held = {d["name"] for d in listed if Path(d["origin"]) in set(gone)}
+        held = {d["name"] for d in listed if Path(d["origin"]) in gone}
         assert len(held) >= 390  # a file or two may be a duplicate of another
         for path in gone:
             path.unlink()
         _fill(disk)
-        jsonl = tmp_path / "progress.jsonl"
-        synced = _openkb(kb, "--progress-jsonl", str(jsonl), "sync", "--json",
-                         "--max-delete", "100%", str(notes))
-        assert synced.code == 0, synced.out + synced.err
-        assert {r["name"] for r in json.loads(synced.out)["removed"]} == held
-        events = [json.loads(line) for line in jsonl.read_text().splitlines()]
-        # All of them in one transaction did not fit: rolled back, then halves.
-        assert any(e["event"] == "rollback" for e in events)
-        assert sum(e["event"] == "committed" for e in events) > 1
-        assert _openkb(kb, "verify").code == 0
+        yield kb, notes, disk, held
+
+
+@pytest.mark.heavy
+def test_a_sync_removing_more_than_the_reserve_has_room_for_goes_in_smaller_groups(
+        many_gone: tuple[Path, Path, Path, set[str]], tmp_path: Path) -> None:
+    """400 of the 654 RFC files gone at once, on a full disk: one transaction
+    needs more than the 8 MiB reserve (SQLite's WAL for the index entries
+    it deletes); halves, with the WAL given back between them, fit."""
+    kb, notes, _, held = many_gone
+    jsonl = tmp_path / "progress.jsonl"
+    synced = _openkb(kb, "--progress-jsonl", str(jsonl), "sync", "--json",
+                     "--max-delete", "100%", str(notes))
+    assert synced.code == 0, synced.out + synced.err
+    assert {r["name"] for r in json.loads(synced.out)["removed"]} == held
+    events = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    # All of them in one transaction did not fit: rolled back, then halves.
+    assert any(e["event"] == "rollback" for e in events)
+    assert sum(e["event"] == "committed" for e in events) > 1
+    assert _openkb(kb, "verify").code == 0
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("point", ["publish.after", "registry_write.after"])
+def test_a_sync_killed_among_its_halves_on_a_full_disk_is_recovered_there(
+        many_gone: tuple[Path, Path, Path, set[str]], point: str) -> None:
+    kb, notes, _, held = many_gone
+    sync = ("--kb", str(kb), "--quiet", "sync", "--max-delete", "100%", str(notes))
+    # publish.after is first reached by the transaction of all 400 (renames
+    # need no room; its index step will not fit), registry_write.after by
+    # the first half that fits.
+    killed = run_openkb(*sync, env={"OPENKB_CRASH_AT": point})
+    assert killed.returncode == -9, killed.stderr
+    left = _names(kb)  # the disk is still full; this recovers what was killed
+    if point == "publish.after":
+        assert held <= left
+    else:
+        assert 0 < len(left & held) < len(held)
+    assert _openkb(kb, "verify").code == 0
+    assert run_openkb(*sync).returncode == 0
+    assert not _names(kb) & held
+    assert _openkb(kb, "verify").code == 0
