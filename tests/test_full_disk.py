@@ -10,14 +10,18 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import (
+    ROOT,
     Run,
     corpus_dir,
     markdown_doc,
@@ -347,4 +351,58 @@ def test_a_sync_killed_among_its_halves_on_a_full_disk_is_recovered_there(
     assert _openkb(kb, "verify").code == 0
     assert run_openkb(*sync).returncode == 0
     assert not _names(kb) & held
+    assert _openkb(kb, "verify").code == 0
+
+
+@pytest.mark.heavy
+def test_a_watch_on_a_full_disk_says_so_keeps_watching_and_catches_up(
+        small_disk: Path, tmp_path: Path) -> None:
+    kb = small_disk / "kb"
+    api.init(str(kb))
+    ballast = small_disk / "someone-elses-file"
+    ballast.write_bytes(b"\0" * 768 * 1024)
+    docs = _big_docs(tmp_path / "docs", 8)
+    jsonl = tmp_path / "watch.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENKB_")}
+    env.update(PYTHONPATH=str(ROOT), OPENKB_PROGRESS_JSONL=str(jsonl))
+    log = (tmp_path / "watch.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "openkb", "--kb", str(kb), "watch",
+                             "--jobs", "1", "--debounce", "0.2", str(docs)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def batches() -> list[dict]:
+        if not jsonl.exists():
+            return []
+        return [e for e in map(json.loads, jsonl.read_text().splitlines())
+                if e["event"] == "watch_batch" and e["kind"] == "done"]
+
+    def until(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}: {(tmp_path / 'watch.log').read_text()}"
+            time.sleep(0.1)
+
+    try:
+        until(lambda: bool(batches()), "the catch-up sync")
+        (first,) = batches()
+        assert first["outcome"] == "disk_full", first
+        assert "free space and run the same command again" in first["error"]
+        assert first["counts"]["failed"] == 0 and first["counts"]["added"] < 8
+        assert proc.poll() is None  # still watching
+        assert json.loads(_openkb(kb, "failures", "--json").out) == []
+        before = _names(kb)
+        ballast.unlink()
+        (docs / "doc-00.md").touch()  # an event: the next batch syncs the whole folder
+        until(lambda: len(_names(kb)) > len(before), "the next batch adding more")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        output = (tmp_path / "watch.log").read_text()
+        # Once per batch the disk stopped (the second may fill it again).
+        stopped = sum(b.get("outcome") == "disk_full" for b in batches())
+        assert output.count("the disk is full") == stopped, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
     assert _openkb(kb, "verify").code == 0

@@ -76,6 +76,18 @@ def test_a_batch_that_changed_nothing_or_failed() -> None:
     assert state.last_error == "/notes does not exist: the watch is paused"
 
 
+def test_a_batch_stopped_by_a_full_disk_says_so() -> None:
+    state = WatchState()
+    state.fold(_batch_start(4, 9))
+    state.fold(_batch_done(4, 9, added=2) | {
+        "outcome": "disk_full", "error": "the disk is full (No space left on device): 2 "
+        "document(s) committed before it filled up; free space and run the same command "
+        "again"})
+    line = state.line()
+    assert "#4 (9 changed) at " in line and ": 2 added in 0.4s; the disk is full" in line
+    assert state.last_error is not None and state.last_error.startswith("the disk is full")
+
+
 def test_the_live_view_draws_the_line() -> None:
     console = Console(record=True, force_terminal=True, width=120)
     view = WatchLiveView(console, 2)

@@ -83,7 +83,8 @@ def describe_batch(record: dict[str, Any], when: str) -> str:
     done = [f"{n} {what}" for what, n in counts.items() if isinstance(n, int) and n]
     took = f" in {record['dur_ms'] / 1000:.1f}s" if isinstance(record.get("dur_ms"),
                                                                (int, float)) else ""
-    return f"{head}: {', '.join(done) or 'no change'}{took}"
+    stopped = f"; {record['error']}" if record.get("error") else ""  # a full disk
+    return f"{head}: {', '.join(done) or 'no change'}{took}{stopped}"
 
 
 class WatchLiveView:
