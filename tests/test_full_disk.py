@@ -406,3 +406,23 @@ def test_a_watch_on_a_full_disk_says_so_keeps_watching_and_catches_up(
             proc.wait()
         log.close()
     assert _openkb(kb, "verify").code == 0
+
+
+@pytest.mark.parametrize("point", ["publish.after", "registry_write.after"])
+def test_an_add_killed_while_the_disk_fills_is_recovered(small_disk: Path, tmp_path: Path,
+                                                        point: str) -> None:
+    kb = small_disk / "kb"
+    api.init(str(kb))
+    (small_disk / "someone-elses-file").write_bytes(b"\0" * 256 * 1024)
+    docs = _big_docs(tmp_path / "docs", 30)
+    killed = run_openkb("--kb", str(kb), "add", "--jobs", "1", str(docs),
+                        env={"OPENKB_CRASH_AT": point})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    before = _names(kb)  # recovers, on the full disk
+    assert _openkb(kb, "verify").code == 0
+    again = _openkb(kb, "add", "--json", "--jobs", "1", str(docs))
+    report = json.loads(again.out)
+    assert report["failed"] == [] and report["out_of_space"] is not None
+    assert _names(kb) == before | {a["name"] for a in report["added"]}
+    assert json.loads(_openkb(kb, "failures", "--json").out) == []
+    assert _openkb(kb, "verify").code == 0
