@@ -36,6 +36,9 @@ def main() -> None:
     print(f"openkb benchmark: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"pypdf {pypdf.__version__}, {'quick' if args.quick else f'median of {args.runs}'}")
     baseline = run.checkout(args.baseline, OUT) if args.baseline else None
+    for tree in (run.ROOT, baseline):
+        if tree is not None:
+            run.compile_bytecode(tree)
     rows: list[tuple[str, ...]] = []
     for name in args.only or list(SECTIONS):
         start = time.perf_counter()

@@ -67,6 +67,36 @@ def fill(kb: Path, count: int, *, seed: int = 5) -> None:
         path.write_text(content or "", encoding="utf-8")
 
 
+def fill_from_files(kb: Path, folder: Path) -> int:
+    """Register every file under ``folder`` in the (new, empty) KB at ``kb``
+    as a committed document, with its stat cache entry, as a first sync
+    would leave them, but without converting anything: what a re-sync of
+    unchanged files reads is the registry (documents by origin, the stat
+    cache, documents by content) and the files' stat, never the wiki."""
+    import os
+    import time
+
+    from openkb.digest import sha256_file
+
+    info = '{"title":"Note","kind":"markdown","outline":[],"lead":"","terms":[]}'
+    docs, stats = [], []
+    for path in sorted(folder.rglob("*.md")):
+        st = path.stat()
+        sha = sha256_file(path)
+        origin = os.path.abspath(path)
+        docs.append((path.stem, sha, origin, path.stem, info, "0" * 64, "0" * 64))
+        stats.append((origin, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                      sha, time.time_ns()))
+    conn = sqlite3.connect(kb / ".openkb" / "kb.sqlite")
+    with conn:
+        conn.executemany(
+            "INSERT INTO documents VALUES (?, ?, ?, '.md', 'markdown', ?, 1000, ?, ?, ?, "
+            "'2026-01-01T00:00:00Z', 'synthetic')", docs)
+        conn.executemany("INSERT INTO file_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?)", stats)
+    conn.close()
+    return len(docs)
+
+
 def commit_size(out: Path, runs: int, quick: bool) -> list[tuple[str, str, str]]:
     """One group commit of the same 16 documents on a KB of 10,000 and of
     1,000,000 (100,000 with --quick) synthetic documents: time and bytes."""

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from openkb.commit.journal import pending_journal_paths
 from openkb.errors import (
     EXIT_INTERRUPTED,
     EXIT_LOCK_TIMEOUT,
@@ -52,9 +51,9 @@ from openkb.errors import (
 from openkb.kb import KB, WaitCallback, init_kb
 from openkb.lock import Holder, read_holder
 from openkb.model import SKIP_REASONS, FileFailure, Skipped
+from openkb.pending import RecoveryReport, pending_journal_paths
 from openkb.progress import COMMIT_STEPS, TERMINAL_EVENTS, Listener, Progress, RunOutcome
 from openkb.progress_jsonl import JsonlWriter
-from openkb.recovery import RecoveryReport, describe_journal
 from openkb.registry import (
     HIT_END,
     HIT_START,
@@ -242,6 +241,9 @@ class StatusReport:
 def status(kb_dir: str | None, progress: Progress) -> StatusReport:
     with KB.open(kb_dir, "openkb status") as kb:
         registry = kb.reader(progress)
+        # Imported here: only a crashed KB has journals to describe.
+        from openkb.recovery import describe_journal
+
         pending = [describe_journal(kb.layout, registry, path)
                    for path in pending_journal_paths(kb.layout)]
         last = registry.last_transaction()

@@ -7,8 +7,6 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
 from openkb.errors import ConfigError
 from openkb.llm.settings import LlmSettings, parse_llm_settings
 
@@ -106,14 +104,30 @@ def load_config(path: Path) -> Config:
     if not path.exists():
         return Config()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", hint="fix or delete the file") from exc
+    if _only_comments(text):
+        return Config()  # as YAML would say, without loading a YAML parser
+    import yaml  # here: loading it is a tenth of a short command's start-up
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise ConfigError(f"cannot read {path}: {exc}", hint="fix or delete the file") from exc
     if data is None:
         return Config()
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings")
     return _validated(dict(data), source=str(path))
+
+
+def _only_comments(text: str) -> bool:
+    """No setting in it: every line blank or a comment (the file `init`
+    writes, until someone edits it)."""
+    # Spaces only: YAML refuses a tab where indentation could be.
+    return all(line.lstrip(" ") == "" or line.lstrip(" ").startswith("#")
+               for line in text.splitlines())
 
 
 DEFAULT_CONFIG_TEXT = """\

@@ -29,14 +29,8 @@ from openkb.errors import (
 )
 from openkb.layout import KBLayout
 from openkb.lock import Holder, KBLock
+from openkb.pending import RecoveryReport, has_pending_journals, leftover_paths
 from openkb.progress import Progress
-from openkb.recovery import (
-    RecoveryReport,
-    drain_pending_journals,
-    has_pending_journals,
-    leftover_paths,
-    sweep_leftovers,
-)
 from openkb.registry import Registry
 
 log = logging.getLogger("openkb")
@@ -132,15 +126,11 @@ class KB:
             self._registry = Registry.open(self.layout.db_path)
         return self._registry
 
-    def _needs_upgrade(self) -> bool:
+    def _open_for_reading(self) -> Registry | None:
         try:
-            registry = Registry.open_for_reading(self.layout.db_path)
+            return Registry.open_for_reading(self.layout.db_path)
         except OpenKBError:
-            return False  # reading will say what is wrong
-        try:
-            return bool(registry.pending_migrations()) or registry.needs_recompile()
-        finally:
-            registry.close()
+            return None  # reading will say what is wrong
 
     def close(self) -> None:
         if self._registry is not None:
@@ -189,6 +179,9 @@ class KB:
         # Draining needs no symlink check (each journaled path is resolved
         # and refused if it leads out), and a refused journal is the first
         # thing the user must hear about; the sweep deletes whole folders.
+        # Imported here: readers of a clean KB never get this far.
+        from openkb.recovery import drain_pending_journals, sweep_leftovers
+
         drain_pending_journals(self.layout, self.registry, progress, self.recovery)
         self.layout.check_no_symlinks()
         if not self._swept:
@@ -220,8 +213,13 @@ class KB:
         what we report and `verify` finds nothing after any command. A KB an
         earlier openkb wrote is upgraded first, waiting for the lock if need
         be: this openkb cannot read it as it is."""
-        upgrade = self._needs_upgrade()
+        reading = self._open_for_reading()
+        upgrade = reading is not None and bool(reading.pending_migrations()
+                                               or reading.needs_recompile())
         if upgrade or has_pending_journals(self.layout) or leftover_paths(self.layout):
+            if reading is not None:
+                reading.close()  # what follows may change the registry under it
+                reading = None
             try:
                 with self.exclusive(progress, timeout=None if upgrade else 0):
                     pass
@@ -233,5 +231,8 @@ class KB:
                 # Reading stays possible: the registry shows committed state.
                 log.warning("%s (%s)", exc, exc.hint)
         if self._registry is None:
-            self._registry = Registry.open_for_reading(self.layout.db_path)
+            # The connection that asked about upgrades, if nothing changed since.
+            self._registry = reading or Registry.open_for_reading(self.layout.db_path)
+        elif reading is not None:
+            reading.close()
         return self._registry

@@ -12,14 +12,13 @@ same start time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import filelock
 import orjson
-import psutil
 
 from openkb import fsio
 from openkb.errors import LockTimeout
@@ -53,10 +52,23 @@ def human_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def process_started(pid: int) -> float:
+    """When process ``pid`` started (epoch seconds); LookupError if there is
+    no such process or we may not see it."""
+    # Imported here, as filelock is below: a read-only command on a clean KB
+    # never asks, and both cost start-up time.
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError) as exc:
+        raise LookupError(pid) from exc
+
+
 def process_alive(pid: int, created: float) -> bool:
     try:
-        return abs(psutil.Process(pid).create_time() - created) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return abs(process_started(pid) - created) < 1.0
+    except LookupError:
         return False
 
 
@@ -88,7 +100,14 @@ class KBLock:
         self.layout = layout
         self.command = command
         self.started = time.time()
-        self._lock = filelock.FileLock(layout.lock_path, fallback_to_soft=False)
+
+    @functools.cached_property
+    def _lock(self):
+        # Made on first use: most read-only commands never lock, and importing
+        # filelock is a visible part of their start-up.
+        import filelock
+
+        return filelock.FileLock(self.layout.lock_path, fallback_to_soft=False)
 
     @property
     def held(self) -> bool:
@@ -112,7 +131,7 @@ class KBLock:
             try:
                 self._lock.acquire(timeout=0 if timeout is None else min(WAIT_POLL_S, timeout))
                 break
-            except filelock.Timeout:
+            except TimeoutError:  # filelock.Timeout is one
                 waited = time.monotonic() - start
                 holder = read_holder(self.layout)
                 if timeout is not None and waited >= timeout:
@@ -145,7 +164,7 @@ class KBLock:
                 "command": self.command,
                 "started": self.started,
                 "acquired": time.time(),
-                "process_created": psutil.Process().create_time(),
+                "process_created": process_started(os.getpid()),
             }
         )
         # A full disk: waiters just cannot name us.

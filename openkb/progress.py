@@ -26,6 +26,7 @@ out of an event emitted inside a commit step would roll that commit back.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -37,8 +38,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-import psutil
 
 from openkb.errors import EXIT_OK, Interrupted, exit_code_for
 
@@ -52,7 +51,6 @@ COMMIT_STEPS = ("journal", "snapshot", "publish", "index", "compile", "registry_
 
 Listener = Callable[[dict[str, Any]], None]
 
-_process = psutil.Process()
 log = logging.getLogger("openkb.progress")
 
 
@@ -69,7 +67,7 @@ def rss_mib() -> float:
     dozens per document, and psutil costs more than the rest of an event."""
     now = time.monotonic()
     if now - _RssSample.read_at >= _RSS_EVERY_S:
-        _RssSample.mib = round(_process.memory_info().rss / 1048576, 1)
+        _RssSample.mib = round(_this_process().memory_info().rss / 1048576, 1)
         _RssSample.read_at = now
     return _RssSample.mib
 
@@ -77,7 +75,16 @@ def rss_mib() -> float:
 def new_run_id() -> str:
     """``<pid>-<process start, ms>-<random>``: also names the run's staging dir
     and status record, so recovery can tell whether their owner is alive."""
-    return f"{os.getpid()}-{int(_process.create_time() * 1000)}-{os.urandom(3).hex()}"
+    return f"{os.getpid()}-{int(_this_process().create_time() * 1000)}-{os.urandom(3).hex()}"
+
+
+@functools.cache
+def _this_process():
+    # psutil is imported on first use: a command that emits no event and
+    # names no run (a search) starts faster without it.
+    import psutil
+
+    return psutil.Process()
 
 
 @dataclass
@@ -94,7 +101,8 @@ class Progress:
     """Numbers events, stamps them and hands them to every listener."""
 
     def __init__(self, run_id: str | None = None) -> None:
-        self.run_id = run_id or new_run_id()
+        if run_id:
+            self.run_id = run_id
         self.t0 = time.monotonic()
         self.listeners: list[Listener] = []
         self.phase_busy_ms: dict[str, float] = defaultdict(float)
@@ -102,6 +110,10 @@ class Progress:
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self._terminal_sent = False
+
+    @functools.cached_property
+    def run_id(self) -> str:
+        return new_run_id()
 
     @property
     def active(self) -> bool:

@@ -20,41 +20,22 @@ from __future__ import annotations
 
 import calendar
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
 
 from openkb import fsio
 from openkb.commit import undo
-from openkb.commit.journal import Journal, JournalUnreadable, pending_journal_paths, txid_of
+from openkb.commit.journal import Journal, JournalUnreadable
 from openkb.crashpoints import crashpoint
 from openkb.errors import JournalRefused, RecoveryFailed
 from openkb.layout import KBLayout
-from openkb.lock import human_duration, run_owner_alive
+from openkb.lock import human_duration
+from openkb.pending import RecoveryReport, leftover_paths, pending_journal_paths, txid_of
 from openkb.progress import Progress
 from openkb.registry import Registry
 
 log = logging.getLogger("openkb")
-
-
-@dataclass
-class RecoveryReport:
-    rolled_back: list[str] = field(default_factory=list)  # txids
-    rolled_forward: list[str] = field(default_factory=list)
-    # unreadable journals of transactions that never committed
-    discarded: list[str] = field(default_factory=list)
-    swept: list[str] = field(default_factory=list)  # KB-relative paths removed
-
-    @property
-    def anything(self) -> bool:
-        return bool(self.rolled_back or self.rolled_forward or self.discarded or self.swept)
-
-
-def has_pending_journals(layout: KBLayout) -> bool:
-    return bool(pending_journal_paths(layout))
 
 
 def drain_pending_journals(layout: KBLayout, registry: Registry, progress: Progress,
@@ -159,38 +140,6 @@ def describe_journal(layout: KBLayout, registry: Registry, path: Path) -> Pendin
         f"{journal.pid}{_age(journal.created)} ({_NEXT_COMMAND} {how})"))
 
 
-def leftover_paths(layout: KBLayout) -> list[Path]:
-    """What no journal accounts for: backup dirs without a journal, temp
-    files in private dirs, staging and run records of dead processes. Only
-    meaningful with no journal pending (a pending journal owns its backups)."""
-    found = []
-    for directory in (layout.journal_dir, layout.meta_dir, layout.runs_dir,
-                      layout.llm_cache_dir):
-        for entry in _entries(directory):
-            path = directory / entry
-            orphan_backup = directory == layout.journal_dir and path.is_dir()
-            temp = fsio.is_tmp_name(entry) and (directory != layout.llm_cache_dir
-                                                or not _writer_alive(path))
-            stale_run = directory == layout.runs_dir and not run_owner_alive(entry)
-            if orphan_backup or temp or stale_run:
-                found.append(path)
-    found.extend(layout.staging_dir / entry for entry in _entries(layout.staging_dir)
-                 if not run_owner_alive(entry))
-    return found
-
-
-def _writer_alive(tmp: Path) -> bool:
-    """Is the process that is writing this temp file still running? The LLM
-    stage writes the reply cache without the KB lock, so a lock holder's
-    sweep must not take a reply from under a live writer (itself included)."""
-    try:
-        pid = int(tmp.name.rpartition(fsio.TMP_MARK)[2].split("-")[0])
-        # Started before the file was made: the writer, not a reuse of its pid.
-        return psutil.Process(pid).create_time() <= tmp.lstat().st_mtime + 1.0
-    except (ValueError, OSError, psutil.Error):
-        return False
-
-
 def sweep_leftovers(layout: KBLayout, report: RecoveryReport | None = None) -> RecoveryReport:
     """Remove :func:`leftover_paths`. Call only with no journal pending and
     the lock held."""
@@ -199,10 +148,3 @@ def sweep_leftovers(layout: KBLayout, report: RecoveryReport | None = None) -> R
         fsio.remove_tree(path, sync=False)
         report.swept.append(layout.rel(path))
     return report
-
-
-def _entries(directory) -> list[str]:
-    try:
-        return sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return []

@@ -51,7 +51,7 @@ def scan_inputs(
     def add_file(path: str, display: str, st: os.stat_result) -> None:
         """``path`` is what to open (a followed symlink's target), ``display``
         what the user named."""
-        if not _utf8_name(path) or not _utf8_name(display):
+        if not _utf8_name(path) or (display is not path and not _utf8_name(display)):
             result.failed.append(FileFailure(NO_SEQ, display, NOT_UTF8_FILE))
             return
         key = (st.st_dev, st.st_ino)
@@ -62,7 +62,7 @@ def scan_inputs(
         if not is_supported(path):
             result.skipped.append(Skipped(display, "unsupported"))
             return
-        result.entries.append(ScanEntry(len(result.entries), os.path.abspath(path), display,
+        result.entries.append(ScanEntry(len(result.entries), _absolute(path), display,
                                         st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino,
                                         st.st_ctime_ns))
         if on_progress is not None and len(result.entries) % SCAN_PROGRESS_EVERY == 0:
@@ -168,6 +168,15 @@ def _seen_dir(path: str, target: str, first: str) -> Skipped:
     if _inside(os.path.realpath(os.path.dirname(path)), target):
         return Skipped(path, "symlink", "directory loop")
     return Skipped(path, "symlink", f"same directory as {first}")
+
+
+def _absolute(path: str) -> str:
+    """``os.path.abspath(path)``, without its cost for the paths a walk of
+    an absolute folder yields, which are absolute and normal already."""
+    if (path.startswith("/") and "/." not in path and "//" not in path
+            and not path.endswith("/")):
+        return path
+    return os.path.abspath(path)
 
 
 def _utf8_name(path: str) -> bool:

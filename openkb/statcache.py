@@ -26,7 +26,7 @@ import time
 
 from openkb.layout import KBLayout
 from openkb.model import ScanEntry
-from openkb.recovery import has_pending_journals
+from openkb.pending import has_pending_journals
 from openkb.registry import FileStat, Registry
 
 RACY_NS = 2_000_000_000
@@ -44,8 +44,10 @@ class StatCache:
         self.started_ns = started_ns if started_ns is not None else time.time_ns()
         self.known: dict[str, FileStat] = {}
         if entries:
-            top = os.path.commonpath([entry.path for entry in entries])
-            self.known = registry.file_stats_under([top])
+            # Over the folders, not the files: as exact, and a hundred times
+            # fewer paths to split (the scan walks ~100 files per folder).
+            folders = {os.path.dirname(entry.path) for entry in entries}
+            self.known = registry.file_stats_under([os.path.commonpath(folders)])
         self._pending: list[tuple[str, FileStat]] = []
         self._forget: list[str] = []
 
@@ -55,9 +57,8 @@ class StatCache:
         if self.rehash or not entry.ino:
             return None
         cached = self.known.get(entry.path)
-        if cached is None or (cached.dev, cached.ino, cached.size, cached.mtime_ns,
-                               cached.ctime_ns) != (entry.dev, entry.ino, entry.size,
-                                                    entry.mtime_ns, entry.ctime_ns):
+        if cached is None or cached[:5] != (entry.dev, entry.ino, entry.size, entry.mtime_ns,
+                                            entry.ctime_ns):  # FileStat's first five
             return None
         if cached.recorded_ns - cached.mtime_ns < RACY_NS:
             return None

@@ -185,6 +185,19 @@ def test_init_is_idempotent(cli, tmp_path: Path) -> None:
     assert again.code == 0 and "already a knowledge base" in again.out
 
 
+def test_init_creates_the_kb_that_kb_names(cli, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`openkb --kb X init` makes X, not a KB in the current directory (which
+    it did, quietly: a KB in the middle of someone's source tree)."""
+    monkeypatch.chdir(tmp_path)
+    result = cli("--kb", str(tmp_path / "named"), "init")
+    assert result.code == 0 and (tmp_path / "named" / ".openkb").is_dir()
+    assert not (tmp_path / ".openkb").exists()
+    both = cli("--kb", str(tmp_path / "a"), "init", str(tmp_path / "b"))
+    assert both.code == 2 and "two places" in both.err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_remove_keep_raw_and_dry_run_from_the_cli(cli, kb: Path, docs: Path) -> None:
     cli("--kb", str(kb), "add", str(docs))
     assert "would remove one" in cli("--kb", str(kb), "remove", "--dry-run", "one").out

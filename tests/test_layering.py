@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import ROOT
@@ -103,10 +105,13 @@ def test_starting_the_cli_does_not_load_the_converters() -> None:
 def test_a_search_loads_neither_the_writing_path_nor_pydantic(kb: Path) -> None:
     """`openkb search` answers in a fraction of a second on a big KB only if
     start-up stays small: it runs no commit, verify or add, so it must not
-    import them (nor pydantic, which typer 0.29 brings to every option)."""
+    import them (nor pydantic, which typer 0.29 brings to every option); on a
+    clean KB it neither locks nor recovers (filelock, psutil, the journal
+    parser), its config has no setting (YAML) and it draws no live view."""
     heavy = ("pypdf", "pypdfium2", "markdown_it", "pydantic", "openkb.commit.plan",
              "openkb.commit.transaction", "openkb.pages", "openkb.catalog", "openkb.verify",
-             "openkb.ingest", "openkb.progress_summary", "openkb.treehash")
+             "openkb.ingest", "openkb.progress_summary", "openkb.treehash", "filelock",
+             "psutil", "yaml", "openkb.recovery", "openkb.commit.journal", "rich.live")
     probe = ("import sys\nfrom openkb.cli.app import main\n"
              f"sys.argv = ['openkb', '--kb', {str(kb)!r}, 'search', 'anything']\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
@@ -115,6 +120,35 @@ def test_a_search_loads_neither_the_writing_path_nor_pydantic(kb: Path) -> None:
                             cwd=ROOT, timeout=60)
     loaded = result.stdout.rpartition("LOADED")[2].split()
     assert "LOADED" in result.stdout and loaded == [], result.stderr
+
+
+def test_a_resync_of_unchanged_files_loads_no_converter_nor_executor(
+        kb: Path, sample_docs: Path) -> None:
+    """A re-sync that the stat cache answers whole starts no worker: it must
+    not pay for importing the executors, the converters or the commit
+    planner either (a third of its time on 10,000 unchanged notes)."""
+    from openkb import api
+    from openkb.progress import Progress
+
+    api.sync(str(kb), [str(sample_docs)], Progress(), jobs=1)
+    old = time.time_ns() - 3600 * 10**9  # not racily clean
+    for path in sample_docs.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(old, old))
+    api.sync(str(kb), [str(sample_docs)], Progress(), jobs=1, rehash=True)
+    heavy = ("pypdf", "pypdfium2", "markdown_it", "openkb.executors", "openkb.prepare.stage",
+             "openkb.prepare.pool", "openkb.commit.plan", "openkb.commit.transaction",
+             "openkb.llm.stage", "openkb.pages")
+    probe = ("import sys\nfrom openkb.cli.app import main\n"
+             f"sys.argv = ['openkb', '--kb', {str(kb)!r}, 'sync', {str(sample_docs)!r}]\n"
+             "code = 0\ntry:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+             "print('EXIT', code)\n"
+             f"print('LOADED', ' '.join(m for m in {heavy!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    loaded = result.stdout.rpartition("LOADED")[2].split()
+    assert "EXIT 0" in result.stdout and "LOADED" in result.stdout, result.stderr
+    assert loaded == [], result.stderr
 
 
 def test_the_api_offers_what_an_add_takes_and_returns() -> None:

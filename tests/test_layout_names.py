@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from openkb.config import Config, load_config
+from openkb.config import DEFAULT_CONFIG_TEXT, Config, load_config
 from openkb.errors import ConfigError, UnsafePath
 from openkb.layout import KBLayout
 from openkb.names import MAX_NAME_BYTES, slugify, unique_name
@@ -70,10 +70,23 @@ def test_config_example_documents_the_defaults() -> None:
 
 
 @pytest.mark.parametrize("text", ["jobs: 4\n", "commit_group_size: 0\n", "follow_symlinks: 3\n",
-                                  "- a list\n", "convert_timeout_s: [\n"])
+                                  "- a list\n", "convert_timeout_s: [\n",
+                                  "# a tab:\n\t\n"])
 def test_bad_config_is_a_usage_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("text", [DEFAULT_CONFIG_TEXT, "", "\n  # indented\n  \n",
+                                  "# jobs: 4\nconvert_timeout_s: 7\n", "  convert_timeout_s: 7\n"])
+def test_config_reads_as_yaml_does_with_or_without_the_parser(tmp_path: Path,
+                                                              text: str) -> None:
+    """A config of comments only is read without YAML (start-up time); any
+    other is parsed: both must mean what YAML says the text means."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    meant = yaml.safe_load(text) or {}
+    assert load_config(path) == Config(**meant)

@@ -167,3 +167,22 @@ def test_a_kb_from_before_the_stat_cache_is_upgraded_and_uses_it(old_kb: Path,
         assert _reasons(_sync(old_kb, folder)) == {"unchanged"}
     assert counter.opened == []
     verify_ok(old_kb)
+
+
+def test_holders_of_answers_alike_for_a_few_contents_and_for_most(kb: Path,
+                                                                  tmp_path: Path) -> None:
+    """Asked about most of the KB, holders_of reads the table once instead of
+    looking each content up; both ways must give the same names, misses too."""
+    docs = write_tree(tmp_path / "many", {f"n{i}.md": markdown_doc(f"Note {i}", f"topic{i}")
+                                          for i in range(12)})
+    api.add(str(kb), [str(docs)], Progress(), jobs=1)
+    registry = Registry.open_for_reading(kb / ".openkb" / "kb.sqlite")
+    try:
+        held = {row.sha256: row.name for row in registry.documents()}
+        assert len(held) == 12
+        missing = "0" * 64
+        assert registry.holders_of([*held, missing]) == held  # one pass over the table
+        few = dict(list(held.items())[:1])
+        assert registry.holders_of([*few, missing]) == few  # looked up one by one
+    finally:
+        registry.close()

@@ -22,6 +22,7 @@ from openkb.api import Holder, JsonlWriter, OpenKBError, Progress, exit_code_for
 
 if TYPE_CHECKING:
     from openkb.api import CancelToken
+    from openkb.cli.live import LiveView, PlainReporter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -128,6 +129,17 @@ def progress_for(opts: GlobalOptions) -> Iterator[Progress]:
     finally:
         if writer is not None:
             writer.close()
+
+
+def progress_view(err: Console, wanted: bool) -> LiveView | PlainReporter | None:
+    """What draws a long command's progress on stderr: the live view on a
+    terminal, plain lines elsewhere, nothing if not ``wanted``."""
+    if not wanted:
+        return None
+    # Imported here: rich's live display is for the commands that show one.
+    from openkb.cli.live import LiveView, PlainReporter
+
+    return LiveView(err) if err.is_terminal else PlainReporter(err)
 
 
 def lock_wait_printer(quiet: bool) -> Callable[[Holder | None, float], None]:

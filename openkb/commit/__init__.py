@@ -98,6 +98,15 @@ _LAZY = {"ChangeSet": "plan", "Move": "plan", "Removal": "plan", "CommitOutcome"
          "commit_changes": "transaction"}
 
 
+def preload() -> None:
+    """Import the commit path now: a run about to commit can do it while it
+    waits for something else (its workers starting)."""
+    import importlib
+
+    for module in sorted(set(_LAZY.values())):
+        importlib.import_module(f"{__name__}.{module}")
+
+
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

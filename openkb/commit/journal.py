@@ -15,8 +15,6 @@ a tampered journal must not make recovery delete or restore files elsewhere.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from openkb.commit import actions
 from openkb.commit.actions import Action, Where
 from openkb.errors import JournalRefused, UnsafePath
 from openkb.layout import KBLayout
+from openkb.pending import TXID
 
 JOURNAL_VERSION = 1
 
@@ -35,7 +34,6 @@ ACTIVE = "active"
 # rewriting it; still accepted, never written.
 COMMITTED = "committed"
 
-_TXID = re.compile(r"^[0-9a-f]{12,40}$")
 
 
 @dataclass
@@ -149,7 +147,7 @@ def _trusted_actions(layout: KBLayout, journal: Journal, records: list,
             hint="inspect it, then move it out of .openkb/journal and run `openkb verify`",
         )
 
-    if not isinstance(journal.txid, str) or not _TXID.match(journal.txid):
+    if not isinstance(journal.txid, str) or not TXID.match(journal.txid):
         raise refuse(f"malformed txid {journal.txid!r}")
     if path.name != f"{journal.txid}.json":
         raise refuse("its file name does not match its txid")
@@ -164,21 +162,3 @@ def _trusted_actions(layout: KBLayout, journal: Journal, records: list,
         return [actions.from_json(record, layout) for record in records]
     except (UnsafePath, actions.BadAction) as exc:
         raise refuse(str(exc)) from exc
-
-
-def txid_of(path: Path) -> str | None:
-    """The txid a journal file is named after, or None if the name is not
-    one openkb gives a journal."""
-    stem = path.name[:-len(".json")] if path.name.endswith(".json") else ""
-    return stem if _TXID.match(stem) else None
-
-
-def pending_journal_paths(layout: KBLayout) -> list[Path]:
-    """Journal files in creation order (txids start with a hex timestamp).
-    Other files in the journal dir are strays, which `verify` reports."""
-    try:
-        names = sorted(os.listdir(layout.journal_dir))
-    except FileNotFoundError:
-        return []
-    paths = [layout.journal_dir / n for n in names]
-    return [p for p in paths if txid_of(p) is not None and not p.is_dir()]

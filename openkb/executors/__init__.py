@@ -51,6 +51,15 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+def warm_up(config: Config, workers: int) -> None:
+    """Start what :func:`open_executor` will need and can start in the
+    background (the process pool's fork server, ~0.3 s of imports)."""
+    if config.executor == "process" and workers > 1:
+        from openkb.prepare.pool import start_server
+
+        start_server()
+
+
 def open_executor(config: Config, workers: int, on_event: EventSink | None) -> Executor:
     """The executor ``config.executor`` names, with ``workers`` workers."""
     limits = PrepareLimits.from_config(config)

@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from openkb import fsio
-from openkb.commit import ChangeSet, Removal, commit_changes
+from openkb import (
+    commit,  # its names load on first use
+    fsio,
+)
 from openkb.diskspace import DiskFull, full_disk_cause, is_disk_full
 from openkb.errors import CommitFailed
 from openkb.ingest.report import Tally
@@ -25,7 +27,6 @@ from openkb.kb import KB, WaitCallback
 from openkb.lock import Holder
 from openkb.model import FileFailure, PreparedDocument, Skipped
 from openkb.prefilter import NameReservations
-from openkb.prepare.stage import rename_prepared
 
 timing_log = logging.getLogger("openkb.timing")
 
@@ -59,12 +60,12 @@ class GroupCommitter:
             pass  # Ctrl-C while waiting for the lock: nothing was in flight
 
     def _commit_docs(self, docs: list[PreparedDocument], lock_wait_ms: float) -> None:
-        changes = ChangeSet(
+        changes = commit.ChangeSet(
             op="add", added=docs,
-            removed=[Removal(doc.replaces) for doc in docs if doc.replaces])
+            removed=[commit.Removal(doc.replaces) for doc in docs if doc.replaces])
         staging = [self.layout.rel(Path(doc.staging_dir)) for doc in docs]
         try:
-            outcome = commit_changes(self.layout, self.kb.registry, changes, self.progress,
+            outcome = commit.commit_changes(self.layout, self.kb.registry, changes, self.progress,
                                      staging_dirs=staging)
         except CommitFailed as exc:
             if is_disk_full(exc):  # not these documents' fault: stop the run
@@ -123,6 +124,8 @@ class GroupCommitter:
             # better one on disk has been rolled back by the lock's recovery.
             wanted = self.reservations.reserve_again(doc.name, doc.display)
             if wanted != doc.name:
+                from openkb.prepare.stage import rename_prepared  # rare: a name taken
+
                 rename_prepared(doc, wanted)
         return True
 

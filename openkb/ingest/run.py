@@ -17,7 +17,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
+from openkb import commit
 from openkb.diskspace import (
     DiskFull,
     OutOfSpace,
@@ -27,14 +29,10 @@ from openkb.diskspace import (
     out_of_space,
 )
 from openkb.errors import Interrupted
-from openkb.executors import open_executor
 from openkb.ingest.committer import GroupCommitter, StopWaiting, discard_staging
-from openkb.ingest.dispatch import Dispatcher, Preparer
 from openkb.ingest.report import AddReport, CancelToken, Counts, Tally
 from openkb.ingest.window import Window
 from openkb.kb import KB, WaitCallback
-from openkb.llm.stage import LlmStage
-from openkb.llm.summarizer import Summarizer
 from openkb.lock import Holder
 from openkb.model import FileFailure, PreparedDocument, PrepareTask, ScanEntry, Skipped
 from openkb.prefilter import NameReservations, prefilter
@@ -42,6 +40,13 @@ from openkb.progress import Progress
 from openkb.runs import RunRecord
 from openkb.scan import ScanResult, scan_inputs
 from openkb.statcache import StatCache
+
+if TYPE_CHECKING:
+    # Loaded by the run that has files to prepare: a re-sync of unchanged
+    # files starts no worker, and should not import the converters either.
+    from openkb.ingest.dispatch import Dispatcher, Preparer
+    from openkb.llm.stage import LlmStage
+    from openkb.llm.summarizer import Summarizer
 
 HEARTBEAT_S = 10.0  # OPENKB_HEARTBEAT_S, read when a run starts, overrides it (tests)
 # Hashing ahead (to find the costliest files) pauses after this long when a
@@ -137,8 +142,17 @@ class AddRun:
         if not scan.entries:
             return
         workers = min(self.jobs, len(scan.entries))
+        from openkb.executors import warm_up
+        from openkb.ingest.dispatch import Dispatcher
+
+        # The fork server imports the converters while this process imports
+        # the commit path: on two cores, at the same time.
+        warm_up(self.config, workers)
+        commit.preload()
         self.dispatcher = Dispatcher(self._preparer(workers), self.progress, workers)
         if self.summarizer is not None:
+            from openkb.llm.stage import LlmStage
+
             self.llm = LlmStage(self.summarizer, self.progress)
         out_of_space: str | None = None
         try:
@@ -172,6 +186,8 @@ class AddRun:
     def _preparer(self, workers: int) -> Preparer:
         on_event = self.progress.forward if self.progress.active else None
         start = time.perf_counter()
+        from openkb.executors import open_executor
+
         executor = open_executor(self.config, workers, on_event)
         # Which executor, and what starting it cost (a Dask cluster: seconds).
         self.progress.emit("executor", "point", "prepare", executor=self.config.executor,

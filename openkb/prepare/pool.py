@@ -54,16 +54,26 @@ class _Worker:
         self.started = 0.0  # when tasks[0] started, for the timeout
 
 
+def start_server() -> multiprocessing.context.BaseContext:
+    """Start the fork server, without waiting for it: it imports openkb and
+    the converters (stage loads them on first use) once, before any worker
+    caps its memory, while this process goes on with its own work. The
+    first worker started waits for what is left of those imports."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["openkb.prepare.worker", "openkb.prepare.convert_pdf",
+                                "openkb.prepare.convert_markdown"])
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return ctx
+
+
 class WorkerPool:
     def __init__(self, jobs: int, limits: PrepareLimits, *, timeout_s: float, memory_mb: int,
                  on_event: EventSink | None) -> None:
         # forkserver: workers fork from a clean server process with openkb
         # already imported, not from this process and its threads.
-        self._ctx = multiprocessing.get_context("forkserver")
-        # The converters too (stage loads them on first use): imported in the
-        # server once, before any worker caps its memory, not in each worker.
-        self._ctx.set_forkserver_preload(["openkb.prepare.worker", "openkb.prepare.convert_pdf",
-                                          "openkb.prepare.convert_markdown"])
+        self._ctx = start_server()
         self._limits = limits
         self._timeout_s = timeout_s
         self._memory_mb = memory_mb

@@ -18,11 +18,12 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class OriginRow:
+# Named tuples, not dataclasses: a re-sync reads one of each per file
+# (60,000 of them), and a tuple is made several times faster.
+class OriginRow(NamedTuple):
     """A document, as a sync sees it: where it came from, and its content."""
 
     name: str
@@ -30,8 +31,7 @@ class OriginRow:
     sha256: str
 
 
-@dataclass(frozen=True, slots=True)
-class FileStat:
+class FileStat(NamedTuple):
     """What the stat cache knows of one origin."""
 
     dev: int
@@ -61,8 +61,7 @@ class OriginQueries:
             rows = self._conn.execute(
                 "SELECT name, origin, sha256 FROM documents "
                 "WHERE origin = ? OR (origin >= ? AND origin < ?)", _range(root))
-            for name, origin, sha in rows:
-                found[name] = OriginRow(name, origin, sha)
+            found.update((row[0], OriginRow._make(row)) for row in rows)
         return sorted(found.values(), key=lambda r: r.origin)
 
     def file_stats_under(self, roots: list[str]) -> dict[str, FileStat]:
@@ -73,8 +72,7 @@ class OriginQueries:
                 "SELECT origin, dev, ino, size, mtime_ns, ctime_ns, sha256, recorded_ns "
                 "FROM file_stats WHERE origin = ? OR (origin >= ? AND origin < ?)",
                 _range(root))
-            for origin, *values in rows:
-                found[origin] = FileStat(*values)
+            found.update((row[0], FileStat._make(row[1:])) for row in rows)
         return found
 
     def record_file_stats(self, entries: Sequence[tuple[str, FileStat]],
@@ -99,6 +97,13 @@ class OriginQueries:
         """sha256 -> name of the document holding it, for those held."""
         found: dict[str, str] = {}
         unique = list(dict.fromkeys(shas))
+        (rows,) = self._conn.execute("SELECT coalesce(max(rowid), 0) FROM documents").fetchone()
+        if len(unique) * 4 >= rows:
+            # Most of the KB (a re-sync of whole folders): one pass over the
+            # table is twice as fast as that many index lookups.
+            wanted = set(unique)
+            return {sha: name for sha, name in self._conn.execute(
+                "SELECT sha256, name FROM documents") if sha in wanted}
         for start in range(0, len(unique), 500):  # under SQLite's bound-variable limit
             part = unique[start:start + 500]
             marks = ", ".join("?" * len(part))

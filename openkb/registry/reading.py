@@ -236,23 +236,37 @@ class Registry(OriginQueries, FailureQueries):
         ).fetchall()
 
     def search(self, fts_query: str, limit: int) -> list[SearchHit]:
-        """Best chunk per document, by BM25 (headings weigh twice the body)."""
-        rows = self._conn.execute(
-            "SELECT c.doc, d.title, c.heading, "
-            f"snippet(chunks_fts, 1, '{HIT_START}', '{HIT_END}', '…', 24), "
-            "bm25(chunks_fts, 2.0, 1.0) AS score "
+        """Best chunk per document, by BM25 (headings weigh twice the body).
+
+        Ranks first and cuts snippets after: snippet() in the ranking query
+        would be computed for every matching chunk before the sort (a word in
+        every document meant thousands of snippets for ten hits)."""
+        ranked = self._conn.execute(
+            "SELECT chunks_fts.rowid, c.doc, bm25(chunks_fts, 2.0, 1.0) AS score "
             "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
             "JOIN documents d ON d.name = c.doc "
             "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?",
             (fts_query, max(limit * 8, 50)),
         )
-        best: dict[str, SearchHit] = {}
-        for doc, title, heading, snippet, score in rows:
+        best: dict[str, tuple[int, float]] = {}
+        for rowid, doc, score in ranked:
             if doc not in best:
-                best[doc] = SearchHit(doc, title, heading, snippet, -score)
+                best[doc] = (rowid, score)
                 if len(best) == limit:
                     break
-        return list(best.values())
+        hits = []
+        for doc, (rowid, score) in best.items():
+            row = self._conn.execute(
+                "SELECT d.title, c.heading, "
+                f"snippet(chunks_fts, 1, '{HIT_START}', '{HIT_END}', '…', 24) "
+                "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+                "JOIN documents d ON d.name = c.doc "
+                "WHERE chunks_fts MATCH ? AND chunks_fts.rowid = ?",
+                (fts_query, rowid),
+            ).fetchone()
+            if row is not None:
+                hits.append(SearchHit(doc, row[0], row[1], row[2], -score))
+        return hits
 
     # -- consistency checks (openkb verify, the tree hash) -------------------
     def integrity_problems(self) -> list[str]:

@@ -14,7 +14,7 @@ import os
 import sqlite3
 from typing import TYPE_CHECKING
 
-from openkb.commit import ChangeSet, Move, Removal, commit_changes
+from openkb import commit  # its names load on first use
 from openkb.diskspace import is_disk_full
 from openkb.errors import CommitFailed
 from openkb.ingest.report import AddReport, CancelToken
@@ -151,11 +151,11 @@ class SyncRun(LedgerAddRun):
 
     def _commit_vanished_group(self, registry: Registry, moves: list[MoveCandidate],
                                removals: list[OriginRow], moved: set[int]) -> None:
-        changes = ChangeSet(op="sync",
-                            removed=[Removal(r.name, self.options.keep_raw) for r in removals],
-                            moved=[Move(m.name, m.entry.path) for m in moves])
+        changes = commit.ChangeSet(
+            op="sync", removed=[commit.Removal(r.name, self.options.keep_raw) for r in removals],
+            moved=[commit.Move(m.name, m.entry.path) for m in moves])
         try:
-            outcome = commit_changes(self.layout, registry, changes, self.progress)
+            outcome = commit.commit_changes(self.layout, registry, changes, self.progress)
         except CommitFailed as exc:
             if not is_disk_full(exc) or len(moves) + len(removals) < 2:
                 raise
@@ -185,7 +185,7 @@ def _halves(moves: list[MoveCandidate], removals: list[OriginRow]
     return [(moves, []), ([], removals)]
 
 
-def changes_names(changes: ChangeSet) -> set[str]:
+def changes_names(changes: commit.ChangeSet) -> set[str]:
     return {r.name for r in changes.removed} | {m.name for m in changes.moved}
 
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from openkb import fsio
-from openkb.commit.journal import Journal, JournalUnreadable, pending_journal_paths
+from openkb.commit.journal import Journal, JournalUnreadable
 from openkb.errors import JournalRefused
 from openkb.layout import KBLayout
+from openkb.pending import pending_journal_paths
 from openkb.verify.report import Problem
 
 # Codes whose path is a document's name, not a file.

@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 from openkb import catalog, fsio, pages
-from openkb.commit.journal import pending_journal_paths, txid_of
 from openkb.digest import sha256_file
 from openkb.errors import IndexUnreadable
 from openkb.layout import KBLayout
 from openkb.llm.cache import ReplyCache, audit
-from openkb.recovery import describe_journal, leftover_paths
+from openkb.pending import leftover_paths, pending_journal_paths, txid_of
+from openkb.recovery import describe_journal
 from openkb.registry import Registry
 from openkb.verify.attribution import attribute
 from openkb.verify.report import VerifyReport

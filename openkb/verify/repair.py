@@ -10,12 +10,12 @@ from pathlib import Path
 
 from openkb import fsio
 from openkb.commit import ChangeSet, Removal, commit_changes
-from openkb.commit.journal import pending_journal_paths
 from openkb.config import load_config
 from openkb.digest import sha256_file
 from openkb.layout import KBLayout
 from openkb.llm.cache import ReplyCache, audit, prune
 from openkb.model import PrepareTask
+from openkb.pending import pending_journal_paths
 from openkb.prepare.chunk import chunk_markdown
 from openkb.progress import Progress
 from openkb.recovery import sweep_leftovers
