@@ -66,6 +66,7 @@ from openkb.runs import RunRecord, live_runs
 
 if TYPE_CHECKING:  # and loaded, on first use, by __getattr__ below
     from openkb.crashpoints import CRASHPOINTS
+    from openkb.diskspace import OutOfSpace
     from openkb.ingest import AddReport, CancelToken
     from openkb.llm.refresh import RefreshReport
     from openkb.llm.summarizer import Summarizer
@@ -81,7 +82,7 @@ __all__ = [  # noqa: RUF022 - grouped by what a front end uses them for
     "status", "summarize", "sync", "tree_hash", "verify", "watch", "write_chrome_trace",
     # what they return
     "AddReport", "DocumentRow", "FailureRow", "FileFailure", "Holder", "InitResult", "Problem",
-    "RecompileReport", "RecoveryReport", "RemoveReport", "RunRecord", "RunSummary",
+    "OutOfSpace", "RecompileReport", "RecoveryReport", "RemoveReport", "RunRecord", "RunSummary",
     "SearchHit", "ShowResult", "Skipped", "StatusReport", "SyncReport", "VerifyReport",
     "WatchBatch", "WatchReport",
     # what they take
@@ -104,7 +105,7 @@ _LAZY = {
     "RunSummary": "openkb.progress_summary", "summarize": "openkb.progress_summary",
     "write_chrome_trace": "openkb.progress_summary",
     "CRASHPOINTS": "openkb.crashpoints",
-    "SyncReport": "openkb.sync",
+    "SyncReport": "openkb.sync", "OutOfSpace": "openkb.diskspace",
     "WatchBatch": "openkb.sync.watch", "WatchReport": "openkb.sync.watch",
     # keeping a KB in step with folders: openkb/sync/commands.py
     "sync": "openkb.sync.commands", "watch": "openkb.sync.commands",
@@ -194,7 +195,8 @@ def remove(kb_dir: str | None, docs: list[str], progress: Progress, *, dry_run: 
     if not docs:
         raise UsageError("name at least one document to remove")
     with _changing(kb_dir, "openkb remove", progress) as (kb, outcome), \
-            kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait):
+            kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait,
+                         release_reserve=not dry_run):
         rows = []
         for name in dict.fromkeys(docs):
             row = kb.registry.document(name)
@@ -210,6 +212,7 @@ def remove(kb_dir: str | None, docs: list[str], progress: Progress, *, dry_run: 
                 kb.layout, kb.registry,
                 ChangeSet(op="remove", removed=[Removal(r.name, keep_raw) for r in rows]),
                 progress)
+            kb.reserve.ensure(headroom=1)  # released for this removal? taken back now
             report.txid = committed.txid
         outcome.fields.update(removed=len(rows), dry_run=dry_run, txid=report.txid)
         return report

@@ -35,6 +35,9 @@ class Config:
     executor: str = "process"  # or "thread", "dask": see openkb.executors
     dask_scheduler: str | None = None  # None: a LocalCluster of `jobs` workers
     dask_inputs: str = "bytes"  # or "path": Dask workers read the files themselves
+    # Space kept in .openkb/reserve so a removal can run on a full disk
+    # (openkb.diskspace); 0: none.
+    disk_reserve_mb: int = 8
     llm: LlmSettings = field(default_factory=LlmSettings)  # see openkb.llm.settings
 
     @property
@@ -50,6 +53,7 @@ class Config:
 _POSITIVE_INT = {"worker_memory_mb", "max_file_mb", "commit_group_size", "key_terms_per_doc",
                  "chunk_chars", "prepare_buffer", "prepare_buffer_mb"}
 _OPTIONAL_POSITIVE_INT = {"file_processing_jobs"}
+_NON_NEGATIVE_INT = {"disk_reserve_mb"}
 _POSITIVE_FLOAT = {"convert_timeout_s"}
 _OPTIONAL_POSITIVE_FLOAT = {"lock_timeout_s"}
 
@@ -66,6 +70,8 @@ def _validated(values: dict[str, object], source: str) -> Config:
         ok = True
         if key in _POSITIVE_INT:
             ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        elif key in _NON_NEGATIVE_INT:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
         elif key in _OPTIONAL_POSITIVE_INT:
             ok = value is None or (isinstance(value, int) and not isinstance(value, bool)
                                    and value > 0)

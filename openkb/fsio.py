@@ -198,6 +198,24 @@ def write_new_file(path: Path, data: bytes, *, mode: int = 0o666, sync: bool = T
         _tracker.file_synced(path)
 
 
+def allocate(path: Path, size: int) -> None:
+    """``path`` (new) with ``size`` bytes of blocks allocated, fsynced; no dir fsync."""
+    _hook("open", path)
+    if _tracker is not None:
+        _tracker.before_entry_change(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    if _tracker is not None:
+        _tracker.file_created(path)
+    try:
+        _hook("write", path)
+        os.posix_fallocate(fd, 0, size)
+        fsync_fd(fd, path)
+    finally:
+        os.close(fd)
+    if _tracker is not None:
+        _tracker.file_synced(path)
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so a crash leaves either old or new, whole.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from openkb import fsio
 from openkb.config import DEFAULT_CONFIG_TEXT, Config, load_config
+from openkb.diskspace import Reserve
 from openkb.errors import (
     JournalRefused,
     LockTimeout,
@@ -82,6 +83,7 @@ def init_kb(root: str | os.PathLike[str]) -> tuple[KBLayout, bool]:
     if not layout.log_md.exists():
         fsio.write_atomic(layout.log_md, pages.LOG_HEADER.encode())
     layout.lock_path.touch()
+    Reserve(layout, load_config(layout.config_path).disk_reserve_mb).ensure()
     # The database appears last, under its final name, by rename: a KB is a
     # KB only once everything above exists.
     tmp = fsio.tmp_path_for(layout.db_path)
@@ -115,6 +117,10 @@ class KB:
         self.close()
 
     @property
+    def reserve(self) -> Reserve:
+        return Reserve(self.layout, self.config.disk_reserve_mb)
+
+    @property
     def registry(self) -> Registry:
         if self._registry is None:
             self._registry = Registry.open(self.layout.db_path)
@@ -133,11 +139,14 @@ class KB:
 
     @contextmanager
     def exclusive(self, progress: Progress, *, timeout: float | None = None,
-                  on_wait: WaitCallback | None = None, recover: bool = True) -> Iterator[float]:
+                  on_wait: WaitCallback | None = None, recover: bool = True,
+                  release_reserve: bool = False) -> Iterator[float]:
         """Hold the KB lock; yields seconds waited. Pending journals are
         finished first, every time, so this command never builds on a
         half-done transaction (``recover=False`` is for `verify`, which
-        reports them instead)."""
+        reports them instead). ``release_reserve``: the command is about to
+        remove documents; on a full disk the reserve makes room for it
+        (:mod:`openkb.diskspace`), before anything opens the registry."""
         if timeout is None:
             timeout = self.config.lock_timeout_s
         progress.emit("lock_wait", "start", "lock_wait")
@@ -153,10 +162,14 @@ class KB:
         progress.emit("lock_wait", "done", "lock_wait", dur_ms=round(dur_ms, 3), outcome="ok")
         progress.emit("lock_acquired", "point", "lock")
         try:
+            if release_reserve:
+                self.reserve.release_if_short()
             if recover:
                 self._recover(progress)
             if not has_pending_journals(self.layout):
                 self._upgrade(progress)
+                if recover:  # a KB made before the reserve existed gets one here
+                    self.reserve.ensure()
             yield waited
         finally:
             self._lock.release()

@@ -83,6 +83,11 @@ class KBLayout:
         return self.meta_dir / "lock.holder.json"
 
     @property
+    def reserve_path(self) -> Path:
+        """Preallocated space a removal may free on a full disk (openkb.diskspace)."""
+        return self.meta_dir / "reserve"
+
+    @property
     def journal_dir(self) -> Path:
         return self.meta_dir / "journal"
 

@@ -123,3 +123,46 @@ def test_process_and_thread_give_the_same_kb_on_the_shared_corpora(tmp_path: Pat
         api.add(str(kb), [str(docs)], Progress(), jobs=2, executor=executor)
         hashes[executor] = tree_hash(kb)
     assert hashes["process"] == hashes["thread"]
+
+
+# -- sync takes the same flags -------------------------------------------------
+
+def test_sync_prepares_on_the_executor_it_is_given(cli, tmp_path: Path) -> None:
+    docs = mixed_corpus(tmp_path / "docs", notes=6)
+    hashes = {}
+    for executor in ("process", "thread"):
+        kb = new_kb(tmp_path, f"kb-{executor}")
+        jsonl = tmp_path / f"{executor}.jsonl"
+        result = cli("--kb", str(kb), "--progress-jsonl", str(jsonl), "sync", "--jobs", "2",
+                     "--executor", executor, str(docs))
+        assert result.code == 1, result.err  # empty.md fails, with either
+        events = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        (chosen,) = [e["executor"] for e in events if e["event"] == "executor"]
+        assert chosen == executor
+        pids = {e["pid"] for e in events if e["event"] == "prepare" and e["kind"] == "start"}
+        assert (pids == {os.getpid()}) == (executor == "thread")
+        verify_ok(kb)
+        hashes[executor] = tree_hash(kb)
+    assert hashes["process"] == hashes["thread"]
+    kb = tmp_path / "kb-thread"
+    result = cli("--kb", str(kb), "sync", "--executor", "thread", "--scheduler",
+                 "tcp://127.0.0.1:1", str(docs))
+    assert result.code == 2 and "a scheduler address is for the dask executor" in result.err
+    assert "--executor dask" in result.err
+
+
+@pytest.mark.parametrize("point", ["publish.after", "registry_write.after"])
+def test_a_sync_on_threads_killed_mid_commit_is_recovered(tmp_path: Path, point: str) -> None:
+    docs = mixed_corpus(tmp_path / "docs", notes=6)
+    reference = new_kb(tmp_path, "reference")
+    api.sync(str(reference), [str(docs)], Progress(), jobs=2)
+    kb = new_kb(tmp_path)
+    sync = ["--kb", str(kb), "--quiet", "sync", "--jobs", "2", "--executor", "thread",
+            str(docs)]
+    killed = run_openkb(*sync, env={"OPENKB_CRASH_AT": point})
+    assert killed.returncode == -9, killed.stderr
+    assert run_openkb("--kb", str(kb), "status").returncode == 0  # recovers
+    verify_ok(kb)
+    assert run_openkb(*sync).returncode == 1  # empty.md, as without the kill
+    verify_ok(kb)
+    assert tree_hash(kb) == tree_hash(reference)

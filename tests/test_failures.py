@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import markdown_doc, verify_ok, write_tree
+from conftest import ROOT, markdown_doc, verify_ok, write_tree
 
 from openkb.sync.ledger import is_permanent
 
@@ -91,3 +94,56 @@ def test_what_counts_as_permanent() -> None:
                    "cannot stage it: No space left on device", "cannot read: Input/output error",
                    "add failed and was rolled back: disk I/O error"):
         assert not is_permanent(reason), reason
+
+
+# -- what the scan itself cannot read ------------------------------------------
+
+def _unprivileged(kb: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """openkb as a real process that file permissions apply to: as root,
+    without the capabilities that let root read anything (setpriv)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENKB_")}
+    env["PYTHONPATH"] = str(ROOT)
+    command = [sys.executable, "-m", "openkb", "--kb", str(kb), *args]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root, and no setpriv to drop CAP_DAC_OVERRIDE with")
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
+    return subprocess.run(command, env=env, text=True, capture_output=True, timeout=120)
+
+
+def test_what_the_scan_cannot_read_is_in_the_ledger_until_it_can(kb: Path,
+                                                                 tmp_path: Path) -> None:
+    folder = write_tree(tmp_path / "docs", {
+        "good.md": markdown_doc("Good", "apples"),
+        "locked/secret.md": markdown_doc("Secret", "pears"),
+        "closed/hidden-away.md": markdown_doc("Away", "plums"),
+    })
+    (folder / "locked").chmod(0o444)  # its names can be listed, its files not stat'ed
+    (folder / "closed").chmod(0o000)  # not even listed
+    try:
+        for tries in (1, 2):
+            synced = _unprivileged(kb, "sync", "--json", str(folder))
+            assert synced.returncode == 1, synced.stderr  # this run's failures count
+            failed = {Path(f["file"]).name: f["reason"]
+                      for f in json.loads(synced.stdout)["failed"]}
+            assert failed == {"secret.md": "cannot read: Permission denied",
+                              "closed": "cannot list: Permission denied"}
+            listed = _unprivileged(kb, "failures", "--json")
+            ledger = {Path(f["file"]).name: f for f in json.loads(listed.stdout)}
+            assert set(ledger) == {"secret.md", "closed"}
+            assert ledger["secret.md"]["file"] == str(folder / "locked" / "secret.md")
+            for entry in ledger.values():  # the file may be readable next time
+                assert not entry["permanent"] and entry["tries"] == tries
+        text = _unprivileged(kb, "failures")
+        assert "cannot read: Permission denied" in text.stdout and "transient" in text.stdout
+        assert _unprivileged(kb, "add", str(folder)).returncode == 1  # add keeps count too
+        ledger = json.loads(_unprivileged(kb, "failures", "--json").stdout)
+        assert sorted(entry["tries"] for entry in ledger) == [3, 3]
+    finally:
+        (folder / "locked").chmod(0o755)
+        (folder / "closed").chmod(0o755)
+    fixed = _unprivileged(kb, "sync", "--json", str(folder))
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert {a["name"] for a in json.loads(fixed.stdout)["added"]} == {"secret", "hidden-away"}
+    assert json.loads(_unprivileged(kb, "failures", "--json").stdout) == []
+    verify_ok(kb)

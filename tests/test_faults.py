@@ -104,13 +104,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 class Result:
     complete: bool  # the operation went through whole
     added: frozenset[str] = frozenset()  # add: which new files got in
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    failures: list[tuple[str | None, str]] = field(default_factory=list)  # (file, reason)
+
+
+def _failures(report: api.AddReport) -> list[tuple[str | None, str]]:
+    """The files that failed; a full disk stops the run instead (file None)."""
+    stopped = [(None, report.out_of_space.message)] if report.out_of_space else []
+    return [(f.display, f.reason) for f in report.failed] + stopped
 
 
 def _add(kb: Path, world: World) -> Result:
     report = api.add(str(kb), [str(world.new)], Progress(), jobs=1)
-    return Result(not report.failed, frozenset(Path(d).name for _, d in report.added),
-                  [(f.display, f.reason) for f in report.failed])
+    return Result(not _failures(report), frozenset(Path(d).name for _, d in report.added),
+                  _failures(report))
 
 
 def _remove(kb: Path, world: World) -> Result:
@@ -130,8 +136,8 @@ def _recompile(kb: Path, world: World) -> Result:
 
 def _update(kb: Path, world: World) -> Result:
     report = api.add(str(kb), [str(world.edited)], Progress(), jobs=1)
-    assert report.updated or report.failed, report
-    return Result(not report.failed, failures=[(f.display, f.reason) for f in report.failed])
+    assert report.updated or _failures(report), report
+    return Result(not _failures(report), failures=_failures(report))
 
 
 OPERATIONS: dict[str, Callable[[Path, World], Result]] = {
@@ -208,8 +214,8 @@ def _named_faults(world: World, operation: str, result: Result, text: str) -> li
     inputs = {"add": {p.name for p in world.new.iterdir()}, "update": {"alpha.md"}}
     problems = []
     for display, reason in result.failures:
-        wrong_file = operation.removesuffix("-grouped") in inputs and Path(
-            display).name not in inputs[operation.removesuffix("-grouped")]
+        wrong_file = display is not None and operation.removesuffix("-grouped") in inputs and (
+            Path(display).name not in inputs[operation.removesuffix("-grouped")])
         if wrong_file or text not in reason:
             problems.append(f"failure of {display!r} does not say {text!r}: {reason}")
     return problems

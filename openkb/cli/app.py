@@ -12,6 +12,7 @@ import typer
 
 from openkb import __version__, api
 from openkb.cli import render, sync_cmds
+from openkb.cli.options import ExecutorOpt, JobsOpt, RehashOpt, RetryFailedOpt, SchedulerOpt
 from openkb.cli.session import (
     GlobalOptions,
     configure_logging,
@@ -100,22 +101,13 @@ def init(ctx: typer.Context, directory: Annotated[str | None, typer.Argument(
 def add(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(help="Files and directories to add.")],
-    jobs: Annotated[int | None, typer.Option(
-        "--jobs", "-j", min=1, help="Worker processes (default: config "
-        "file_processing_jobs, else one per core).")] = None,
-    rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, even "
-                                         "those the stat cache says are unchanged.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again the files "
-                                               "that failed for good before.")] = False,
+    jobs: JobsOpt = None,
+    rehash: RehashOpt = False,
+    retry_failed: RetryFailedOpt = False,
     llm: LlmOpt = False,
     llm_model: LlmModelOpt = None,
-    executor: Annotated[str | None, typer.Option(
-        "--executor", help="Where files are prepared: process (default), thread, or dask "
-        "(config executor).")] = None,
-    scheduler: Annotated[str | None, typer.Option(
-        "--scheduler", metavar="ADDRESS", help="A Dask scheduler to prepare on, e.g. "
-        "tcp://host:8786 (implies --executor dask; without it, dask starts a local "
-        "cluster).")] = None,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Add documents (Markdown, text, HTML, PDF); directories are walked recursively."""

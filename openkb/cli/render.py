@@ -22,7 +22,7 @@ from openkb.api import (
 )
 
 if TYPE_CHECKING:  # loaded only by the command that has one to render
-    from openkb.api import AddReport, Problem, VerifyReport
+    from openkb.api import AddReport, OutOfSpace, Problem, VerifyReport
 
 
 def _default(value: Any) -> Any:
@@ -105,12 +105,18 @@ def add_report_json(report: AddReport) -> dict[str, Any]:
                     for s in report.skipped],
         "failed": [{"file": f.display, "reason": f.reason} for f in report.failed],
         "interrupted": report.interrupted,
+        # The disk filled up and stopped the run (None: it did not).
+        "out_of_space": _out_of_space_json(report.out_of_space),
         "bytes": report.bytes_committed,
         "wall_s": round(report.wall_s, 3),
         "jobs": report.jobs,
         "phase_busy_ms": report.phase_ms,
         "exit_code": report.exit_code,
     }
+
+
+def _out_of_space_json(stopped: OutOfSpace | None) -> dict[str, Any] | None:
+    return None if stopped is None else dataclasses.asdict(stopped) | {"message": stopped.message}
 
 
 PHASES = ("scan", "prefilter", "prepare", "lock_wait", *COMMIT_STEPS, "rollback", "recovery")
@@ -158,6 +164,8 @@ def print_add_summary(console: Console, report: AddReport, verbose: bool) -> Non
             if phase in report.phase_ms:
                 table.add_row(phase, f"{report.phase_ms[phase]:,.1f}")
         console.print(table)
+    if report.out_of_space is not None:
+        console.print(f"[red]{escape(report.out_of_space.message)}[/]")
     if report.interrupted:
         console.print("[yellow]interrupted: committed documents are kept; run the same add "
                       "again to finish[/]")

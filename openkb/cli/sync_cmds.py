@@ -13,6 +13,7 @@ import typer
 
 from openkb import api
 from openkb.cli import render
+from openkb.cli.options import ExecutorOpt, JobsOpt, RehashOpt, RetryFailedOpt, SchedulerOpt
 from openkb.cli.session import (
     interruptible,
     lock_wait_printer,
@@ -25,7 +26,7 @@ from openkb.cli.session import (
 )
 
 
-def sync_report_json(report: api.SyncReport) -> dict[str, Any]:
+def sync_report_json(report: "api.SyncReport") -> dict[str, Any]:
     return render.add_report_json(report) | {
         "moved": [{"name": n, "from": old, "file": new} for n, old, new in report.moved],
         "removed": [{"name": n, "origin": origin} for n, origin in report.removed],
@@ -36,7 +37,7 @@ def sync_report_json(report: api.SyncReport) -> dict[str, Any]:
     }
 
 
-def print_sync_summary(report: api.SyncReport, quiet: bool, verbose: bool) -> None:
+def print_sync_summary(report: "api.SyncReport", quiet: bool, verbose: bool) -> None:
     out = stderr() if quiet else stdout()
     would = "would " if report.dry_run else ""
     if report.dry_run:
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
     app.command()(failures)
 
 
-def _batch_line(batch: api.WatchBatch) -> str:
+def _batch_line(batch: "api.WatchBatch") -> str:
     when = time.strftime("%H:%M:%S")
     if batch.error:
         return f"{when} [yellow]warning:[/] {render.safe(batch.error)}"
@@ -70,10 +71,11 @@ def _batch_line(batch: api.WatchBatch) -> str:
     assert r is not None
     what = "catch-up sync" if not batch.touched else f"batch {batch.number}, " \
         f"{batch.touched} path(s) changed"
+    stopped = f"\n  [red]{render.safe(r.out_of_space.message)}[/]" if r.out_of_space else ""
     return (f"{when} {what}: added {len(r.added)}, updated {len(r.updated)}, moved "
             f"{len(r.moved)}, removed {len(r.removed)}, failed {len(r.failed)}"
             + "".join(f"\n  failed {render.safe(f.display)}: {render.safe(f.reason)}"
-                      for f in r.failed))
+                      for f in r.failed) + stopped)
 
 
 @reports_errors
@@ -97,20 +99,30 @@ def watch(
             stderr().print("\n[yellow]stopping after the batch in flight[/]")
         stop.set()
 
-    def on_batch(batch: api.WatchBatch) -> None:
+    def on_batch(batch: "api.WatchBatch") -> None:
         if not opts.quiet or batch.error:
             out.print(_batch_line(batch))
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # On a terminal: "watching N paths · last batch … · idle Ns", live.
+    view = None
+    if not opts.quiet and stderr().is_terminal:
+        from openkb.cli.watch_view import WatchLiveView  # rich.live: only when it draws
+
+        view = WatchLiveView(stderr(), len(paths))
     try:
         if not opts.quiet:
             out.print(f"watching {len(paths)} path(s); Ctrl-C stops")
         with progress_for(opts) as progress:
+            if view is not None:
+                progress.subscribe(view)
             report = api.watch(opts.kb, paths, progress, stop=stop, jobs=jobs,
                                debounce_s=debounce, on_batch=on_batch,
                                lock_timeout=opts.lock_timeout,
                                on_lock_wait=lock_wait_printer(opts.quiet))
     finally:
+        if view is not None:
+            view.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not opts.quiet:
@@ -145,9 +157,7 @@ def failures(ctx: typer.Context, json_out: Annotated[bool, typer.Option(
 def sync(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(help="Files and directories to keep in step.")],
-    jobs: Annotated[int | None, typer.Option(
-        "--jobs", "-j", min=1, help="Worker processes (default: config "
-        "file_processing_jobs, else one per core).")] = None,
+    jobs: JobsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change "
                                           "nothing.")] = False,
     keep_raw: Annotated[bool, typer.Option("--keep-raw", help="Move the originals of removed "
@@ -155,10 +165,10 @@ def sync(
     max_delete: Annotated[str | None, typer.Option(
         "--max-delete", metavar="N|P%", help="Refuse (exit 2) to remove more documents than "
         "this (default: config sync_max_delete, 50% of those under the paths).")] = None,
-    rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, even "
-                                         "those the stat cache says are unchanged.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again the files "
-                                               "that failed for good before.")] = False,
+    rehash: RehashOpt = False,
+    retry_failed: RetryFailedOpt = False,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a "
                                            "summary.")] = False,
 ) -> None:
@@ -173,7 +183,8 @@ def sync(
         try:
             report = api.sync(opts.kb, paths, progress, jobs=jobs, dry_run=dry_run,
                               keep_raw=keep_raw, max_delete=max_delete, rehash=rehash,
-                              retry_failed=retry_failed, cancel=cancel,
+                              retry_failed=retry_failed, executor=executor,
+                              scheduler=scheduler, cancel=cancel,
                               lock_timeout=opts.lock_timeout,
                               on_lock_wait=lock_wait_printer(opts.quiet))
         finally:

@@ -10,6 +10,7 @@ against what the prefilter decided without it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from openkb import (
     commit,  # its names load on first use
     fsio,
 )
+from openkb.diskspace import DiskFull, full_disk_cause, is_disk_full
 from openkb.errors import CommitFailed
 from openkb.ingest.report import Tally
 from openkb.kb import KB, WaitCallback
@@ -66,6 +68,9 @@ class GroupCommitter:
             outcome = commit.commit_changes(self.layout, self.kb.registry, changes, self.progress,
                                      staging_dirs=staging)
         except CommitFailed as exc:
+            if is_disk_full(exc):  # not these documents' fault: stop the run
+                self._commit_what_fits(docs)
+                raise DiskFull(full_disk_cause(exc)) from exc
             if len(docs) > 1:
                 for doc in docs:  # find the one that failed; commit the others
                     self._commit_docs([doc], 0.0)
@@ -85,6 +90,19 @@ class GroupCommitter:
                            doc=[d.name for d in docs][:20],
                            counts=self.tally.counts.as_dict(),
                            bytes=sum(d.size for d in docs))
+
+    def _commit_what_fits(self, docs: list[PreparedDocument]) -> None:
+        """The disk filled up committing ``docs``: their staged files take
+        much of it. Give up the second half's (those files are left for the
+        next run, as if never tried) and commit the first, halving again
+        while the disk is still too full."""
+        if len(docs) < 2:
+            return
+        half = len(docs) // 2
+        for doc in docs[half:]:
+            discard_staging(Path(doc.staging_dir))
+        with contextlib.suppress(DiskFull):  # halved again inside, down to what fits
+            self._commit_docs(docs[:half], 0.0)
 
     def _still_wanted(self, doc: PreparedDocument) -> bool:
         """Re-check, under the lock, what the prefilter decided without it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from openkb.diskspace import OutOfSpace
 from openkb.errors import exit_code_of_run
 from openkb.model import FileFailure, Skipped
 from openkb.progress import Progress
@@ -47,10 +48,12 @@ class AddReport:
     # LLM counters when summaries were asked for (openkb.llm.stage.LlmStage.counters)
     llm: dict[str, int] = field(default_factory=dict)
     llm_stopped: str | None = None  # why the endpoint refused every call, once
+    out_of_space: OutOfSpace | None = None  # the disk filled up and stopped the run
 
     @property
     def exit_code(self) -> int:
-        return exit_code_of_run(failed=bool(self.failed), interrupted=self.interrupted)
+        return exit_code_of_run(failed=bool(self.failed) or self.out_of_space is not None,
+                                interrupted=self.interrupted)
 
 
 class Tally:
@@ -92,6 +95,7 @@ class Tally:
             "added": len(self.report.added),
             "updated": len(self.report.updated),
             "skipped_by_reason": skipped_by_reason,
+            "out_of_space": self.report.out_of_space is not None,
             # Workers are the fork server's children, not ours: they report it.
             "max_worker_rss_mib": round(max_worker_rss_mib, 1),
         }

@@ -20,6 +20,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from openkb import commit
+from openkb.diskspace import (
+    DiskFull,
+    OutOfSpace,
+    free_bytes,
+    full_disk_cause,
+    is_disk_full_reason,
+    out_of_space,
+)
 from openkb.errors import Interrupted
 from openkb.ingest.committer import GroupCommitter, StopWaiting, discard_staging
 from openkb.ingest.report import AddReport, CancelToken, Counts, Tally
@@ -76,6 +84,7 @@ class AddRun:
         self.lock_timeout = lock_timeout
         self.started = time.monotonic()
         self.started_ns = time.time_ns()  # before the scan: see openkb.statcache
+        self.free_at_start = free_bytes(self.layout.root)  # what a full disk's message needs
 
     @property
     def report(self) -> AddReport:
@@ -145,8 +154,13 @@ class AddRun:
             from openkb.llm.stage import LlmStage
 
             self.llm = LlmStage(self.summarizer, self.progress)
+        out_of_space: str | None = None
         try:
             self._pipeline(scan.entries)
+        except DiskFull as exc:
+            out_of_space = str(exc)
+            self.progress.emit("disk_full", "point", "commit", error=str(exc)[:1000],
+                               counts=self.counts.as_dict())
         finally:
             if self.stat_cache is not None:
                 _despite_interrupts(self.stat_cache.flush)
@@ -156,6 +170,18 @@ class AddRun:
                 self.report.llm_stopped = self.summarizer.stopped if self.summarizer else None
             _despite_interrupts(self.dispatcher.preparer.close)
             _despite_interrupts(lambda: discard_staging(self.staging_root))
+        if out_of_space is not None:
+            self.report.out_of_space = self._out_of_space(scan.entries, out_of_space)
+
+    def _out_of_space(self, entries: list[ScanEntry], cause: str) -> OutOfSpace:
+        """What the disk stopped: committed so far, and what the rest needs."""
+        report = self.report
+        settled = {display for _, display in (*report.added, *report.updated)}
+        settled.update(s.display for s in report.skipped)
+        settled.update(f.display for f in report.failed)
+        used = self.free_at_start - free_bytes(self.layout.root)
+        return out_of_space(len(report.added) + len(report.updated), report.bytes_committed,
+                            used, [e.size for e in entries if e.display not in settled], cause)
 
     def _preparer(self, workers: int) -> Preparer:
         on_event = self.progress.forward if self.progress.active else None
@@ -229,18 +255,26 @@ class AddRun:
         """Commit the ``ready`` files at the window's head as one group."""
         assert self.dispatcher is not None
         group: list[PreparedDocument] = []
+        disk_full: FileFailure | None = None
         for seq in window.take(ready):
             result = self.dispatcher.finished.pop(seq).result
             if self.llm is not None:
                 self.llm.take(seq)
+            if disk_full is not None:
+                continue  # not tried: the run stops at the full disk
             if isinstance(result, FileFailure):
-                self.tally.fail(result)
+                if is_disk_full_reason(result.reason):
+                    disk_full = result  # staging it filled the disk: not its own failure
+                else:
+                    self.tally.fail(result)
             else:
                 assert isinstance(result, PreparedDocument)
                 group.append(result)
         if group:
             self._phase("commit")
             self.committer.commit_group(group)
+        if disk_full is not None:
+            raise DiskFull(full_disk_cause(disk_full.reason))
 
     def _collect(self, timeout: float) -> None:
         assert self.dispatcher is not None

@@ -67,6 +67,13 @@ class Registry(OriginQueries, FailureQueries):
     def close(self) -> None:
         self._conn.close()
 
+    def shrink_wal(self) -> None:
+        """Fold the WAL into the database and truncate it to nothing: the
+        WAL only grows between checkpoints (a rolled-back transaction's
+        frames included), which on a full disk is the room the next
+        transaction needs. Best effort: a reader may keep it from finishing."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     # -- upgrading -----------------------------------------------------------
     def pending_migrations(self) -> list[Migration]:
         return migrations.pending(self._conn, schema_version(self._conn))

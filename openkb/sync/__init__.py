@@ -76,6 +76,12 @@ def sync_paths(kb: KB, inputs: list[str], progress: Progress, options: SyncOptio
         return preview_sync(kb, inputs, roots, progress, options)
     from openkb.sync.run import SyncRun
 
+    # On a full disk, the reserve makes room for the removals (openkb.diskspace):
+    # released under the lock, before the run opens the registry for writing.
+    if kb.reserve.short():
+        with kb.exclusive(progress, timeout=lock_timeout, on_wait=on_lock_wait,
+                          release_reserve=True):
+            pass
     run = SyncRun(kb, progress, jobs or kb.config.jobs, cancel or CancelToken(), lock_timeout,
                   on_lock_wait, roots, options)
     report = run.execute(inputs)

@@ -19,16 +19,20 @@ from openkb.sync.watch import WatchBatch, WatchReport
 def sync(kb_dir: str | None, paths: list[str], progress: Progress, *, jobs: int | None = None,
          dry_run: bool = False, keep_raw: bool = False, max_delete: str | int | None = None,
          rehash: bool = False, retry_failed: bool = False, cancel: CancelToken | None = None,
-         lock_timeout: float | None = None,
-         on_lock_wait: WaitCallback | None = None) -> SyncReport:
+         lock_timeout: float | None = None, on_lock_wait: WaitCallback | None = None,
+         executor: str | None = None, scheduler: str | None = None) -> SyncReport:
     """What `add` does for ``paths``, then the documents that came from
     under them and are gone there are moved (same content elsewhere) or
-    removed, unless more would go than ``max_delete`` allows."""
+    removed, unless more would go than ``max_delete`` allows. ``executor``
+    and ``scheduler``: as for :func:`openkb.api.add`."""
     if not paths:
         raise UsageError("name at least one file or directory to sync", argument="paths")
     if jobs is not None and jobs < 1:
         raise UsageError("jobs must be at least 1", argument="jobs")
+    from openkb.ingest import with_executor
+
     with KB.open(kb_dir, "openkb sync") as kb:
+        kb.config = with_executor(kb.config, executor, scheduler)
         return sync_paths(kb, paths, progress,
                           SyncOptions(dry_run=dry_run, keep_raw=keep_raw, max_delete=max_delete,
                                       rehash=rehash, retry_failed=retry_failed),

@@ -99,8 +99,32 @@ class Ledger:
                     before.tries + 1 if before else 1))
             elif before is not None and entry.display in done:
                 forget.append(entry.path)
+        scan_rows, scan_forget = self._scan_failures(report, now)
+        record += scan_rows
+        forget += scan_forget
         present = {entry.path for entry in tried}
         forget += [origin for origin in self.known
                    if origin not in present and not os.path.lexists(origin)]
+        recorded = {row.origin for row in record}
+        forget = [origin for origin in dict.fromkeys(forget) if origin not in recorded]
         if (record or forget) and may_write_caches(self.layout):
             self.registry.record_failures(record, forget)
+
+    def _scan_failures(self, report: AddReport, now: str) -> tuple[list[FailureRow], list[str]]:
+        """What the scan itself could not read (a file it cannot stat, a
+        folder it cannot list: permission denied, an I/O error) is recorded
+        too, without a stat fingerprint (there is none to take), so
+        `openkb failures` lists it; such a failure is never skipped (the
+        scan meets it before the ledger could), and its entry goes once the
+        scan gets past it."""
+        failed = {os.path.abspath(f.display): f.reason for f in report.failed
+                  if f.seq == NO_SEQ}
+        record = []
+        for origin, reason in failed.items():
+            before = self.known.get(origin)
+            record.append(FailureRow(
+                origin, 0, 0, 0, 0, 0, reason, is_permanent(reason),
+                before.first_seen if before else now, now, before.tries + 1 if before else 1))
+        forget = [origin for origin, row in self.known.items()
+                  if not row.ino and origin not in failed]
+        return record, forget

@@ -15,6 +15,8 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from openkb import commit  # its names load on first use
+from openkb.diskspace import is_disk_full
+from openkb.errors import CommitFailed
 from openkb.ingest.report import AddReport, CancelToken
 from openkb.ingest.run import AddRun
 from openkb.kb import KB, WaitCallback
@@ -51,7 +53,10 @@ class LedgerAddRun(AddRun):
 
     def _scan(self, inputs: list[str]) -> ScanResult:
         scan = super()._scan(inputs)
-        roots = [os.path.commonpath([e.path for e in scan.entries])] if scan.entries else []
+        # The inputs (where the scan's own failures are), and where the
+        # files are (a file named through a symlink is its target).
+        roots = [os.path.abspath(p) for p in inputs]
+        roots += [os.path.commonpath([e.path for e in scan.entries])] if scan.entries else []
         return self._skip_known_failures(scan, roots)
 
     def _skip_known_failures(self, scan: ScanResult, roots: list[str]) -> ScanResult:
@@ -106,6 +111,9 @@ class SyncRun(LedgerAddRun):
             moved = self._commit_vanished(plan)
             for _name, origin in self.sync_report.removed:
                 self.stat_cache.forget(origin)
+        # Released on a full disk for the removals (openkb.sync.sync_paths):
+        # taken back before anything is added.
+        self.kb.reserve.ensure(headroom=1)
         rest = without(scan.entries, moved)
         unchanged = self._unchanged(registry, rest)
         if unchanged:
@@ -137,22 +145,44 @@ class SyncRun(LedgerAddRun):
             removals = [r for r in plan.removals if _still_vanished(registry, r)]
             step = VANISHED_PER_TRANSACTION
             for start in range(0, max(len(moves), len(removals)), step):
-                group_moves = moves[start:start + step]
-                group_removals = removals[start:start + step]
-                changes = commit.ChangeSet(
-                    op="sync",
-                    removed=[commit.Removal(r.name, self.options.keep_raw) for r in group_removals],
-                    moved=[commit.Move(m.name, m.entry.path) for m in group_moves])
-                outcome = commit.commit_changes(self.layout, registry, changes, self.progress)
-                for move in group_moves:
-                    moved.add(move.entry.seq)
-                    self.sync_report.moved.append((move.name, move.old_origin,
-                                                   move.entry.display))
-                self.sync_report.removed += [(r.name, r.origin) for r in group_removals]
-                self.progress.emit("committed", "point", "commit", txid=outcome.txid,
-                                   doc=sorted(changes_names(changes))[:20],
-                                   counts=self.counts.as_dict())
+                self._commit_vanished_group(registry, moves[start:start + step],
+                                            removals[start:start + step], moved)
         return moved
+
+    def _commit_vanished_group(self, registry: Registry, moves: list[MoveCandidate],
+                               removals: list[OriginRow], moved: set[int]) -> None:
+        changes = commit.ChangeSet(
+            op="sync", removed=[commit.Removal(r.name, self.options.keep_raw) for r in removals],
+            moved=[commit.Move(m.name, m.entry.path) for m in moves])
+        try:
+            outcome = commit.commit_changes(self.layout, registry, changes, self.progress)
+        except CommitFailed as exc:
+            if not is_disk_full(exc) or len(moves) + len(removals) < 2:
+                raise
+            # A full disk (the reserve's room was not enough for this many):
+            # halves need less room, and each one that commits frees some,
+            # once the WAL (grown by the attempt) is given back.
+            for half_moves, half_removals in _halves(moves, removals):
+                registry.shrink_wal()
+                self._commit_vanished_group(registry, half_moves, half_removals, moved)
+            return
+        for move in moves:
+            moved.add(move.entry.seq)
+            self.sync_report.moved.append((move.name, move.old_origin, move.entry.display))
+        self.sync_report.removed += [(r.name, r.origin) for r in removals]
+        self.progress.emit("committed", "point", "commit", txid=outcome.txid,
+                           doc=sorted(changes_names(changes))[:20],
+                           counts=self.counts.as_dict())
+
+
+def _halves(moves: list[MoveCandidate], removals: list[OriginRow]
+            ) -> list[tuple[list[MoveCandidate], list[OriginRow]]]:
+    """Two smaller groups, each not empty (the caller has at least two changes)."""
+    if len(removals) > 1:
+        return [(moves, removals[:len(removals) // 2]), ([], removals[len(removals) // 2:])]
+    if len(moves) > 1:
+        return [(moves[:len(moves) // 2], removals), (moves[len(moves) // 2:], [])]
+    return [(moves, []), ([], removals)]
 
 
 def changes_names(changes: commit.ChangeSet) -> set[str]:

@@ -151,7 +151,7 @@ class Watcher:
     def _batch(self, touched: int) -> None:
         batch = WatchBatch(self.report.batches + 1, touched)
         self.progress.emit("watch_batch", "start", "watch", paths=touched,
-                           batch=batch.number)
+                           batch=batch.number, watched=len(self.paths))
         started = time.monotonic()
         # Each batch is a run of its own (its own id, staging and terminal
         # event), told to the same listeners.
@@ -171,24 +171,34 @@ class Watcher:
             self.record.last_progress = time.time()
             self.record.save(self.layout)
         report = batch.report
+        stopped: dict[str, str] = {}
+        if report.out_of_space is not None:  # kept what fit; the next batch tries the rest
+            self._note_error(report.out_of_space.message)
+            stopped = {"outcome": "disk_full", "error": report.out_of_space.message[:1000]}
         self.progress.emit("watch_batch", "done", "watch", paths=touched, batch=batch.number,
+                           watched=len(self.paths),
                            dur_ms=round((time.monotonic() - started) * 1000, 1),
                            counts={"added": len(report.added), "updated": len(report.updated),
                                    "moved": len(report.moved), "removed": len(report.removed),
-                                   "failed": len(report.failed)})
+                                   "failed": len(report.failed)}, **stopped)
         if self.on_batch is not None:
             self.on_batch(batch)
 
     def _failed(self, batch: WatchBatch, error: str) -> None:
         batch.error = error
+        self._note_error(error)
+        self.progress.emit("watch_batch", "done", "watch", batch=batch.number, outcome="error",
+                           watched=len(self.paths), error=error[:1000])
+        if self.on_batch is not None:
+            self.on_batch(batch)
+
+
+    def _note_error(self, error: str) -> None:
+        """For `openkb status`: the watch's last error."""
         self.report.errors += 1
         self.report.last_error = error
         self.record.phase = f"watching; last error: {error}"[:300]
         self.record.save(self.layout)
-        self.progress.emit("watch_batch", "done", "watch", batch=batch.number, outcome="error",
-                           error=error[:1000])
-        if self.on_batch is not None:
-            self.on_batch(batch)
 
 
 class _opened:
