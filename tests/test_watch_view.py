@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import signal
 import struct
 import subprocess
@@ -130,9 +131,10 @@ def test_a_watch_on_a_terminal_shows_the_live_line(kb: Path, tmp_path: Path) -> 
     reader.start()
 
     def seen(text: str, timeout: float = 60) -> bool:
+        """``text`` (a regular expression) drawn on the screen by now."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in b"".join(screen).decode("utf-8", "replace"):
+            if re.search(text, b"".join(screen).decode("utf-8", "replace")):
                 return True
             time.sleep(0.1)
         return False
@@ -141,8 +143,9 @@ def test_a_watch_on_a_terminal_shows_the_live_line(kb: Path, tmp_path: Path) -> 
         assert seen("last batch #1 catch-up sync at "), b"".join(screen)
         assert seen("1 added in "), b"".join(screen)
         (folder / "pears.md").write_text(markdown_doc("Pears", "pears"))
-        assert seen("last batch #2 (1 changed) at "), b"".join(screen)
-        assert seen("watching 1 path · last batch #2") and seen("· idle 0:01")
+        assert seen(r"last batch #2 \(\d+ changed\) at "), b"".join(screen)
+        # Idle time moves without events (on a loaded machine a frame may be skipped).
+        assert seen(r"watching 1 path · last batch #2 .* · idle 0:0[1-9]"), b"".join(screen)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
