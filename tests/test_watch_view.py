@@ -89,6 +89,16 @@ def test_a_batch_stopped_by_a_full_disk_says_so() -> None:
     assert state.last_error is not None and state.last_error.startswith("the disk is full")
 
 
+def test_a_narrow_terminal_cuts_the_batches_not_the_idle_time() -> None:
+    state = WatchState()
+    state.fold(_batch_start(7, 12))
+    state.fold(_batch_done(7, 12, added=3, updated=2, moved=1, removed=4))
+    line = state.line(now=state.idle_since + 3, width=60)
+    assert len(line) == 60
+    assert line.startswith("watching 2 paths · last batch #7") and line.endswith("… · idle 0:03")
+    assert state.line(width=200) == state.line()  # room enough: whole
+
+
 def test_the_live_view_draws_the_line() -> None:
     console = Console(record=True, force_terminal=True, width=120)
     view = WatchLiveView(console, 2)
@@ -107,8 +117,9 @@ def test_a_watch_on_a_terminal_shows_the_live_line(kb: Path, tmp_path: Path) -> 
     folder = write_tree(tmp_path / "notes", {"apples.md": markdown_doc("Apples", "apples")})
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("OPENKB_") and k not in ("NO_COLOR", "TERM")}
+    clean = {k: v for k, v in os.environ.items()  # the terminal's size, not COLUMNS'
+             if not k.startswith("OPENKB_") and k not in ("NO_COLOR", "TERM", "COLUMNS",
+                                                          "LINES")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "openkb", "--kb", str(kb), "watch", "--jobs", "1",
          "--debounce", "0.2", str(folder)], stdin=subprocess.DEVNULL,
