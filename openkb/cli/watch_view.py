@@ -47,15 +47,21 @@ class WatchState:
             if record.get("error"):
                 self.last_error = str(record["error"])
 
-    def line(self, now: float | None = None) -> str:
+    def line(self, now: float | None = None, width: int | None = None) -> str:
+        """The line; at most ``width`` characters, cut in the middle (the
+        batches), so the head and the idle time always show."""
         now = time.monotonic() if now is None else now
-        parts = [f"watching {self.watched} path{'s' if self.watched != 1 else ''}"]
+        head = f"watching {self.watched} path{'s' if self.watched != 1 else ''} · "
+        middle = []
         if self.batch is not None:
-            parts.append(f"{_batch_name(self.batch)}: {self._progress()}")
-        parts.append(f"last batch {self.last}" if self.last else "no batch yet")
-        if self.batch is None:
-            parts.append(f"idle {_clock(now - self.idle_since)}")
-        return " · ".join(parts)
+            middle.append(f"{_batch_name(self.batch)}: {self._progress()}")
+        middle.append(f"last batch {self.last}" if self.last else "no batch yet")
+        tail = f" · idle {_clock(now - self.idle_since)}" if self.batch is None else ""
+        body = " · ".join(middle)
+        if width is not None and len(head) + len(body) + len(tail) > width:
+            room = max(width - len(head) - len(tail) - 1, 0)
+            body = body[:room] + "…"
+        return head + body + tail
 
     def _progress(self) -> str:
         run = self.run
@@ -105,7 +111,7 @@ class WatchLiveView:
 
     def _render(self) -> RenderableType:
         with self._lock:
-            line = self.state.line()
+            line = self.state.line(width=self._console.width)
         text = _shown(line)
         text.no_wrap = True
         text.overflow = "ellipsis"
