@@ -178,6 +178,7 @@ def _write_registry(writer: RegistryWriter, plan: Plan, changes: ChangeSet) -> N
         writer.delete_document(name)
     for row in plan.rows:
         writer.insert_document(row)
+    plan.write_compiled(writer)
     for move in plan.moved:
         writer.update_origin(move.name, move.origin)
     for name, info in plan.info_updates.items():

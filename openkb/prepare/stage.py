@@ -26,10 +26,12 @@ from openkb.prepare.convert_html import convert_html
 from openkb.prepare.convert_text import convert_text
 from openkb.prepare.converted import Converted
 from openkb.prepare.decode import decode_text
+from openkb.prepare.minhash import signature
 from openkb.prepare.sniff import detect_kind
-from openkb.prepare.terms import key_terms
+from openkb.prepare.terms import candidate_terms
 
 MAX_TERM_CHARS = 100
+CANDIDATES_PER_TERM = 3
 _TERM_JUNK = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -121,15 +123,20 @@ def analyze(converted: Converted, display: str, kind: str, limits: PrepareLimits
     markdown = converted.markdown
     if not markdown.strip():
         raise FileRejected("no text after conversion")
+    # Three candidates per key term: commit keeps the most specific.
+    candidates = candidate_terms(markdown, title, CANDIDATES_PER_TERM * limits.key_terms)
     return DocumentInfo(
         title=title,
         kind=kind,
         outline=converted.outline,
         lead=lead_paragraph(markdown),
-        terms=clean_terms(key_terms(markdown, title, limits.key_terms)),
+        terms=[c.surface for c in candidates[:limits.key_terms]],
         pages=converted.pages,
         words=count_words(markdown),
         chars=len(markdown),
+        candidates=candidates,
+        term_quota=limits.key_terms,
+        minhash=signature(markdown),
     )
 
 

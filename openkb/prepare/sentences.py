@@ -1,0 +1,102 @@
+"""For each key term, the sentence of the document where it matters most.
+
+A concept page quotes it beside the document's link (keyword in context),
+and the best definition found ("A cookie is a small piece of data ...")
+becomes the page's lead. A sentence that defines the term wins; then one
+that names it more often and with more of the document's other terms;
+sentences too short to say anything or too long to quote lose.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from openkb.prepare.inline import strip_inline_markup
+
+MAX_SENTENCES = 5_000
+MAX_QUOTE_CHARS = 300
+MIN_QUOTE_CHARS = 30
+_NOT_PROSE = re.compile(r"^\s*(#|\||```|~~~|!\[|<|=+\s*$|-+\s*$)")
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+_LIST_MARK = re.compile(r"^\s*(?:[-*+>]|\d+[.)])\s+")
+_WORD = re.compile(r"[^\W\d_]+")
+_ARTICLES = ("the ", "a ", "an ")
+# Stems of the verbs that follow a term its sentence defines.
+_DEFINING = ("is ", "are ", "refer ", "mean ", "denot ", "repres ", "describ ", "defin ")
+
+
+def _sentences(text: str) -> Iterator[str]:
+    """Sentences of the prose paragraphs (headings, tables, code left out)."""
+    count = 0
+    for paragraph in _paragraphs(text):
+        prose = strip_inline_markup(paragraph)
+        for sentence in _SPLIT.split(prose):
+            yield sentence
+            count += 1
+            if count >= MAX_SENTENCES:
+                return
+
+
+def _paragraphs(text: str) -> Iterator[str]:
+    """Runs of prose lines; each list item is a paragraph of its own."""
+    lines: list[str] = []
+    for line in text.split("\n"):
+        item = _LIST_MARK.match(line)
+        if not line.strip() or item or _NOT_PROSE.match(line) or line.startswith(("    ", "\t")):
+            if lines:
+                yield " ".join(lines)
+            lines = []
+            if item:
+                lines.append(line[item.end():])
+        else:
+            lines.append(line.strip())
+    if lines:
+        yield " ".join(lines)
+
+
+def _quote(sentence: str) -> str:
+    if len(sentence) <= MAX_QUOTE_CHARS:
+        return sentence
+    cut = sentence.rfind(" ", 0, MAX_QUOTE_CHARS)
+    return sentence[: cut if cut > MAX_QUOTE_CHARS // 2 else MAX_QUOTE_CHARS].rstrip(",;: ") + "…"
+
+
+def best_sentences(text: str, keys: list[str], term_key: Callable[[str], str]
+                   ) -> dict[str, tuple[str, bool]]:
+    """key -> (sentence, whether it defines the term), for the keys found."""
+    best: dict[str, tuple[float, str, bool]] = {}
+    for sentence in _sentences(text):
+        stems = f" {term_key(' '.join(_WORD.findall(sentence)))} "
+        present = [key for key in keys if f" {key} " in stems]
+        if not present:
+            continue
+        size_fit = 0.0 if MIN_QUOTE_CHARS <= len(sentence) <= MAX_QUOTE_CHARS else -4.0
+        opening = stems[1:]
+        for article in _ARTICLES:
+            if opening.startswith(article):
+                opening = opening[len(article):]
+                break
+        for key in present:
+            defines = opening.startswith(f"{key} ") and opening[len(key) + 1:].startswith(
+                _DEFINING) and size_fit == 0.0
+            score = (10.0 if defines else 0.0) + 2 * stems.count(f" {key} ") \
+                + min(len(present) - 1, 3) + size_fit
+            if key not in best or score > best[key][0]:
+                best[key] = (score, sentence, defines)
+    return {key: (_mark(_quote(sentence), key, term_key), defines)
+            for key, (_, sentence, defines) in best.items()}
+
+
+def _mark(sentence: str, key: str, term_key: Callable[[str], str]) -> str:
+    """The sentence with the term's first occurrence in bold (keyword in
+    context), found by stems, so "cookie" marks the "cookie" of a page
+    titled "cookies"."""
+    words = list(_WORD.finditer(sentence))
+    stems = [term_key(w.group(0)) for w in words]
+    wanted = key.split(" ")
+    for i in range(len(stems) - len(wanted) + 1):
+        if stems[i:i + len(wanted)] == wanted:
+            start, end = words[i].start(), words[i + len(wanted) - 1].end()
+            return f"{sentence[:start]}**{sentence[start:end]}**{sentence[end:]}"
+    return sentence
