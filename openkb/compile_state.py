@@ -25,12 +25,12 @@ from openkb.prepare import minhash
 from openkb.registry import Registry
 from openkb.registry.rows import TermState, TermUse
 
-TITLE_DOCS = 3  # a page is titled by the form its first documents use most
+# A page is titled by the form its first documents use most. Two: a concept
+# has two documents from its start, so its title never changes afterwards
+# and a later document appends its line without rewriting the page.
+TITLE_DOCS = 2
 RELATED_MAX_DF = 100  # a term filed under more documents relates none of them
 MAX_RELATED = 5
-# A new document is offered to the related lists of its best related ones:
-# each that takes it is a summary page to rewrite, so only a few.
-MAX_REFRESHED = 1
 
 
 @dataclass
@@ -151,23 +151,28 @@ class CompileState:
             book.defined = book.defined or cand.defines
             self.uses[name].append((cand.key, use))
         info.related = self.related(name)
-        for other, _ in info.related[:MAX_REFRESHED]:
-            self._refresh_related(other)
+        for other, _ in info.related:
+            self._give_related(other)
 
-    def _refresh_related(self, name: str) -> None:
-        """A new document may belong among the related documents of those
-        it relates to: work them out again (a few, so a commit stays cheap)."""
+    def _give_related(self, name: str) -> None:
+        """A document's related list is chosen when it is filed, among the
+        documents before it, and is not refreshed later: each refresh is a
+        summary page to rewrite, measured at a third of the RFCs' commit
+        time. Only a document that had none takes the newcomer that
+        shares its terms has its list worked out again, so the first
+        documents of a subject are not left with none: a page rewritten
+        once in its life, at most."""
         info = self.added.get(name) or self.refreshed.get(name)
+        if info is None and self.registry is not None and self.registry.has_related(name):
+            return
         if info is None and self.registry is not None:
             row = self.registry.document(name)
             info = row.info if row is not None else None
-        if info is None:
+        if info is None or info.related:
             return
-        related = self.related(name)
-        if related != info.related:
-            info.related = related
-            if name not in self.added:
-                self.refreshed[name] = info
+        info.related = self.related(name)
+        if info.related and name not in self.added:
+            self.refreshed[name] = info
 
     def _find_near_copies(self, name: str, info: DocumentInfo) -> None:
         keys = minhash.bands(info.minhash)

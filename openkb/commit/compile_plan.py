@@ -3,11 +3,13 @@ for one change, from a :class:`~openkb.compile_state.CompileState`.
 
 A concept page is a head (title, the best definition, related concepts),
 decided by its first :data:`HEAD_DOCS` documents and its oldest defining
-one, then one line per document, oldest first. So a document that joins a
-concept with :data:`HEAD_DOCS` documents already, and brings no first
+one, then one line per document, oldest first. A concept has two documents
+from its start, so a document that joins one, and brings no first
 definition, appends its line: O(new lines), however large the concept. A
-page whose head may change is rendered whole, which only a young concept,
-or one losing a document, needs.
+page whose head may change is rendered whole, which only a new concept,
+one that gains its first definition, or one losing a document, needs.
+(With three head documents, every concept's page was rewritten a second
+time when its third document came: a third of the RFCs' concept writes.)
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from openkb.model import DocumentInfo, TermUse
 from openkb.prepare import minhash
 from openkb.registry import RegistryWriter
 
-HEAD_DOCS = 3
+HEAD_DOCS = 2
 MAX_RELATED_CONCEPTS = 8
 
 

@@ -69,6 +69,12 @@ class ConceptQueries:
             "SELECT d.name, d.title FROM near_copies n JOIN documents d ON d.name = n.other "
             "WHERE n.doc = ? ORDER BY d.name", (name,)).fetchall()
 
+    def has_related(self, name: str) -> bool:
+        """The document's summary lists related documents (false if unknown)."""
+        row = self._conn.execute("SELECT json_array_length(info, '$.related') FROM documents "
+                                 "WHERE name = ?", (name,)).fetchone()
+        return bool(row and row[0])
+
     def title_of(self, name: str) -> str | None:
         row = self._conn.execute("SELECT title FROM documents WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
