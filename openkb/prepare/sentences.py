@@ -62,13 +62,21 @@ def _quote(sentence: str) -> str:
     return sentence[: cut if cut > MAX_QUOTE_CHARS // 2 else MAX_QUOTE_CHARS].rstrip(",;: ") + "…"
 
 
-def best_sentences(text: str, keys: list[str], term_key: Callable[[str], str]
+def best_sentences(text: str, keys: list[str], stem: Callable[[str], str]
                    ) -> dict[str, tuple[str, bool]]:
-    """key -> (sentence, whether it defines the term), for the keys found."""
+    """key -> (sentence, whether it defines the term), for the keys found.
+    ``stem`` maps a lower-case word to its stem, as keys are made of."""
     best: dict[str, tuple[float, str, bool]] = {}
+    padded = [(key, f" {key} ") for key in keys]
+    # A sentence holds a key only if it holds the key's first word: a set
+    # test rejects most sentences before any string is built.
+    first_words = {key.split(" ")[0] for key in keys}
     for sentence in _sentences(text):
-        stems = f" {term_key(' '.join(_WORD.findall(sentence)))} "
-        present = [key for key in keys if f" {key} " in stems]
+        words = list(map(stem, _WORD.findall(sentence.lower())))
+        if first_words.isdisjoint(words):
+            continue
+        stems = f" {' '.join(words)} "
+        present = [key for key, spaced in padded if spaced in stems]
         if not present:
             continue
         size_fit = 0.0 if MIN_QUOTE_CHARS <= len(sentence) <= MAX_QUOTE_CHARS else -4.0
@@ -84,16 +92,16 @@ def best_sentences(text: str, keys: list[str], term_key: Callable[[str], str]
                 + min(len(present) - 1, 3) + size_fit
             if key not in best or score > best[key][0]:
                 best[key] = (score, sentence, defines)
-    return {key: (_mark(_quote(sentence), key, term_key), defines)
+    return {key: (_mark(_quote(sentence), key, stem), defines)
             for key, (_, sentence, defines) in best.items()}
 
 
-def _mark(sentence: str, key: str, term_key: Callable[[str], str]) -> str:
+def _mark(sentence: str, key: str, stem: Callable[[str], str]) -> str:
     """The sentence with the term's first occurrence in bold (keyword in
     context), found by stems, so "cookie" marks the "cookie" of a page
     titled "cookies"."""
     words = list(_WORD.finditer(sentence))
-    stems = [term_key(w.group(0)) for w in words]
+    stems = [stem(w.group(0).lower()) for w in words]
     wanted = key.split(" ")
     for i in range(len(stems) - len(wanted) + 1):
         if stems[i:i + len(wanted)] == wanted:

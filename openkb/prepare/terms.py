@@ -47,7 +47,9 @@ _FENCED = re.compile(r"^ {0,3}((?P<ch>[`~])(?P=ch){2,}).*?(?:^ {0,3}\1(?P=ch)*[ 
 _URL = re.compile(r"https?://\S+|www\.\S+|\]\([^)]*\)")
 _HEADING_LINE = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*)$", re.MULTILINE)
 _WORD = re.compile(r"[^\W\d_]{2,}(?:-[^\W\d_]+)*")
-_BREAK = re.compile(r"[.!?;:,()\[\]{}\"|\n]+")
+_BREAK = r"[.!?;:,()\[\]{}\"|\n]+"
+# A word, or a run of punctuation (found as ""): one pass over the text.
+_TOKEN = re.compile(rf"({_WORD.pattern})|{_BREAK}")
 _STEMMER = snowballstemmer.stemmer("english")
 
 
@@ -80,33 +82,53 @@ class _Tally:
     word stands where a verb would."""
 
     def __init__(self) -> None:
+        # One (key, surface) per occurrence, counted in C once all text is
+        # read: a Counter bumped per word was a third of the analysis.
+        self._seen: list[tuple[str, str]] = []
+        self._verb_keys: list[str] = []
         self.counts: Counter[str] = Counter()
-        self.surfaces: dict[str, Counter[str]] = {}
+        self.surfaces: dict[str, dict[str, int]] = {}  # key -> surface -> count
         self.verb_like: Counter[str] = Counter()
-
-    def add(self, key: str, surface: str) -> None:
-        self.counts[key] += 1
-        self.surfaces.setdefault(key, Counter())[surface] += 1
 
     def count(self, text: str) -> None:
         """Phrases never cross punctuation, so "heads. Attention" is not one."""
-        for clause in _BREAK.split(text.lower()):
-            previous: tuple[str, str] | None = None
-            before = ""
-            for word in _WORD.findall(clause):
-                content = word not in STOPWORDS and len(word) >= 3
-                if content:
-                    surface, key = _word_key(word)
-                    if len(word) >= 4:
-                        self.add(key, surface)
-                        if before in _VERB_CUES:
-                            self.verb_like[key] += 1
-                    if previous is not None:
-                        self.add(f"{previous[0]} {key}", f"{previous[1]} {surface}")
-                    previous = (key, surface)
-                else:
-                    previous = None
-                before = word
+        seen = self._seen.append
+        verb_keys = self._verb_keys.append
+        previous: tuple[str, str] | None = None
+        before = ""
+        for word in _TOKEN.findall(text.lower()):
+            if not word:  # punctuation: a new clause
+                previous = None
+                before = ""
+                continue
+            if word not in STOPWORDS and len(word) >= 3:
+                surface, key = _word_key(word)
+                if len(word) >= 4:
+                    seen((key, surface))
+                    if before in _VERB_CUES:
+                        verb_keys(key)
+                if previous is not None:
+                    seen((f"{previous[0]} {key}", f"{previous[1]} {surface}"))
+                previous = (key, surface)
+            else:
+                previous = None
+            before = word
+
+    def settle(self) -> _Tally:
+        """Count what :meth:`count` saw; returns self."""
+        counts: dict[str, int] = {}
+        surfaces: dict[str, dict[str, int]] = {}
+        for (key, surface), n in Counter(self._seen).items():
+            counts[key] = counts.get(key, 0) + n
+            forms = surfaces.get(key)
+            if forms is None:
+                surfaces[key] = {surface: n}
+            else:
+                forms[surface] = n
+        self.counts = Counter(counts)
+        self.surfaces = surfaces
+        self.verb_like = Counter(self._verb_keys)
+        return self
 
 
 def _commonest_phrase_counts(counts: Counter[str]) -> dict[str, int]:
@@ -119,7 +141,7 @@ def _commonest_phrase_counts(counts: Counter[str]) -> dict[str, int]:
     return best
 
 
-def _participle(surfaces: Counter[str]) -> bool:
+def _participle(surfaces: dict[str, int]) -> bool:
     """Mostly written as a past participle ("closed", "added"; "speed" is not)."""
     ed = sum(n for s, n in surfaces.items() if s.endswith("ed") and not s.endswith("eed"))
     return 2 * ed > sum(surfaces.values())
@@ -128,10 +150,12 @@ def _participle(surfaces: Counter[str]) -> bool:
 def _scored(text: str, title: str) -> tuple[list[tuple[float, str]], _Tally]:
     tally = _Tally()
     tally.count(text)
+    tally.settle()
     emphasised = _Tally()
     for heading in _HEADING_LINE.findall(text):
         emphasised.count(heading)
     emphasised.count(title)
+    emphasised.settle()
     in_phrases = _commonest_phrase_counts(tally.counts)
     scores: list[tuple[float, str]] = []
     for key, count in tally.counts.items():
@@ -160,7 +184,7 @@ def candidate_terms(markdown: str, title: str, n: int) -> list[TermCandidate]:
     chosen = scores[:n]
     surfaces = {key: min(tally.surfaces[key].items(), key=lambda sc: (-sc[1], sc[0]))[0]
                 for _, key in chosen}
-    contexts = best_sentences(text, [key for _, key in chosen], term_key)
+    contexts = best_sentences(text, [key for _, key in chosen], stem)
     return [TermCandidate(key=key, surface=surfaces[key], score=round(score, 3),
                           context=contexts.get(key, ("", False))[0],
                           defines=contexts.get(key, ("", False))[1])
