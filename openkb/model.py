@@ -165,7 +165,6 @@ class PreparedDocument:
     chunks: list[Chunk]
     staged_raw: str
     staged_source: str
-    staged_summary: str
     source_sha256: str
     summary_sha256: str
     staging_dir: str
