@@ -67,16 +67,19 @@ def best_sentences(text: str, keys: list[str], stem: Callable[[str], str]
     """key -> (sentence, whether it defines the term), for the keys found.
     ``stem`` maps a lower-case word to its stem, as keys are made of."""
     best: dict[str, tuple[float, str, bool]] = {}
-    padded = [(key, f" {key} ") for key in keys]
     # A sentence holds a key only if it holds the key's first word: a set
-    # test rejects most sentences before any string is built.
-    first_words = {key.split(" ")[0] for key in keys}
+    # intersection finds the few keys to look for, in the keys' order.
+    by_first: dict[str, list[tuple[int, str]]] = {}
+    for rank, key in enumerate(keys):
+        by_first.setdefault(key.split(" ")[0], []).append((rank, key))
     for sentence in _sentences(text):
         words = list(map(stem, _WORD.findall(sentence.lower())))
-        if first_words.isdisjoint(words):
+        firsts = by_first.keys() & set(words)
+        if not firsts:
             continue
         stems = f" {' '.join(words)} "
-        present = [key for key, spaced in padded if spaced in stems]
+        present = [key for _, key in sorted(rk for first in firsts for rk in by_first[first])
+                   if " " not in key or f" {key} " in stems]
         if not present:
             continue
         size_fit = 0.0 if MIN_QUOTE_CHARS <= len(sentence) <= MAX_QUOTE_CHARS else -4.0
@@ -92,16 +95,20 @@ def best_sentences(text: str, keys: list[str], stem: Callable[[str], str]
                 + min(len(present) - 1, 3) + size_fit
             if key not in best or score > best[key][0]:
                 best[key] = (score, sentence, defines)
-    return {key: (_mark(_quote(sentence), key, stem), defines)
+    stemmed: dict[str, tuple[list[re.Match[str]], list[str]]] = {}  # keys share sentences
+    return {key: (_mark(_quote(sentence), key, stem, stemmed), defines)
             for key, (_, sentence, defines) in best.items()}
 
 
-def _mark(sentence: str, key: str, stem: Callable[[str], str]) -> str:
+def _mark(sentence: str, key: str, stem: Callable[[str], str],
+          stemmed: dict[str, tuple[list[re.Match[str]], list[str]]]) -> str:
     """The sentence with the term's first occurrence in bold (keyword in
     context), found by stems, so "cookie" marks the "cookie" of a page
     titled "cookies"."""
-    words = list(_WORD.finditer(sentence))
-    stems = [stem(w.group(0).lower()) for w in words]
+    if sentence not in stemmed:
+        found = list(_WORD.finditer(sentence))
+        stemmed[sentence] = (found, [stem(w.group(0).lower()) for w in found])
+    words, stems = stemmed[sentence]
     wanted = key.split(" ")
     for i in range(len(stems) - len(wanted) + 1):
         if stems[i:i + len(wanted)] == wanted:
