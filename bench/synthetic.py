@@ -59,6 +59,9 @@ def fill(kb: Path, count: int, *, seed: int = 5) -> None:
         rendered = catalog.render_catalog(
             ((name, f"Synthetic {name}", "markdown") for name in names),
             sorted((term, term) for term, docs in doc_terms.items() if len(docs) >= 2))
+        # The count the writer keeps (the rows above bypass it).
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? "
+                     "WHERE key = 'document_count'", (count,))
         conn.execute("INSERT INTO meta VALUES ('index_sha256', ?) ON CONFLICT (key) DO UPDATE "
                      "SET value = excluded.value",
                      (hashlib.sha256(rendered.index.encode()).hexdigest(),))

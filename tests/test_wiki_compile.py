@@ -216,6 +216,30 @@ def test_verify_finds_a_broken_near_copy_record_and_repair_mends_it(
     verify_ok(kb)
 
 
+def test_the_document_count_is_kept_through_adds_and_removes_and_repair_mends_it(
+        kb: Path, tmp_path: Path) -> None:
+    """Key terms are weighed by the KB's document count, kept in the
+    registry (count(*) would read every row on every commit)."""
+    import sqlite3
+
+    def kept() -> int:
+        with sqlite3.connect(kb / ".openkb" / "kb.sqlite") as conn:
+            return int(conn.execute("SELECT value FROM meta WHERE key = 'document_count'")
+                       .fetchone()[0])
+
+    _add(kb, write_tree(tmp_path / "docs", COOKIES))
+    assert kept() == 4
+    api.remove(str(kb), ["privacy"], Progress())
+    assert kept() == 3
+    with sqlite3.connect(kb / ".openkb" / "kb.sqlite") as conn:
+        conn.execute("UPDATE meta SET value = '7' WHERE key = 'document_count'")
+    report = api.verify(str(kb), Progress())
+    assert any(p.code == "terms" and "document count" in p.message for p in report.problems)
+    api.verify(str(kb), Progress(), repair=True)
+    verify_ok(kb)
+    assert kept() == 3
+
+
 # -- upgrade -----------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 2
+DOCUMENT_COUNT_KEY = "document_count"
 PENDING_RECOMPILE_KEY = "pending_recompile"
 
 
@@ -94,6 +95,9 @@ def _concepts_with_context(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX doc_bands_doc ON doc_bands (doc)")
     conn.execute("CREATE TABLE near_copies (doc TEXT NOT NULL, other TEXT NOT NULL, "
                  "PRIMARY KEY (doc, other)) WITHOUT ROWID")
+    # Counted once here; the writer keeps it (see registry.writing.COUNT_CHANGE).
+    conn.execute(f"INSERT INTO meta (key, value) SELECT '{DOCUMENT_COUNT_KEY}', count(*) "
+                 "FROM documents")
 
 
 def _nothing_in_the_registry(conn: sqlite3.Connection) -> None:

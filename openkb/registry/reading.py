@@ -145,6 +145,12 @@ class Registry(ConceptQueries, OriginQueries, FailureQueries):
             "LIMIT ?", (term, limit)).fetchall()
 
     def count_documents(self) -> int:
+        """From the count the writer keeps (O(1)); a registry without one
+        (written before it was kept) is counted."""
+        kept = self._conn.execute("SELECT value FROM meta WHERE key = ?",
+                                  (migrations.DOCUMENT_COUNT_KEY,)).fetchone()
+        if kept is not None:
+            return int(kept[0])
         return self._conn.execute("SELECT count(*) FROM documents").fetchone()[0]
 
     def llm_pending(self) -> list[tuple[str, str]]:

@@ -21,6 +21,9 @@ def compiled_problems(registry: Registry) -> list[str]:
     docs = {row.name: row.info for row in registry.documents()}
     sigs = {name: info.minhash for name, info in docs.items()}
     rows = registry.compiled_rows()
+    if registry.count_documents() != len(docs):
+        problems.append(f"the registry's document count says {registry.count_documents()}, "
+                        f"it holds {len(docs)}")
     df = Counter(c.key for info in docs.values() for c in info.candidates)
     if dict(df) != dict(rows["term_df"]):
         problems.append("candidate term counts (term_df) do not match the documents")
