@@ -95,23 +95,21 @@ def best_sentences(text: str, keys: list[str], stem: Callable[[str], str]
                 + min(len(present) - 1, 3) + size_fit
             if key not in best or score > best[key][0]:
                 best[key] = (score, sentence, defines)
-    stemmed: dict[str, tuple[list[re.Match[str]], list[str]]] = {}  # keys share sentences
-    return {key: (_mark(_quote(sentence), key, stem, stemmed), defines)
+    return {key: (_mark(_quote(sentence), key, stem), defines)
             for key, (_, sentence, defines) in best.items()}
 
 
-def _mark(sentence: str, key: str, stem: Callable[[str], str],
-          stemmed: dict[str, tuple[list[re.Match[str]], list[str]]]) -> str:
+def _mark(sentence: str, key: str, stem: Callable[[str], str]) -> str:
     """The sentence with the term's first occurrence in bold (keyword in
     context), found by stems, so "cookie" marks the "cookie" of a page
-    titled "cookies"."""
-    if sentence not in stemmed:
-        found = list(_WORD.finditer(sentence))
-        stemmed[sentence] = (found, [stem(w.group(0).lower()) for w in found])
-    words, stems = stemmed[sentence]
+    titled "cookies". Words are stemmed as far as the first match only."""
     wanted = key.split(" ")
-    for i in range(len(stems) - len(wanted) + 1):
-        if stems[i:i + len(wanted)] == wanted:
-            start, end = words[i].start(), words[i + len(wanted) - 1].end()
+    words: list[re.Match[str]] = []
+    stems: list[str] = []
+    for word in _WORD.finditer(sentence):
+        words.append(word)
+        stems.append(stem(word.group(0).lower()))
+        if stems[-len(wanted):] == wanted:
+            start, end = words[-len(wanted)].start(), word.end()
             return f"{sentence[:start]}**{sentence[start:end]}**{sentence[end:]}"
     return sentence
