@@ -55,3 +55,18 @@ def test_add_json_lists_every_file_when_the_report_spilled(
     assert {Path(s["file"]).name for s in added["skipped"]} == {"same.md", "other.md"}
     again = json.loads(cli("--kb", str(kb), "add", "--json", str(docs)).out)
     assert again["added"] == [] and len(again["skipped"]) == 9
+
+
+def test_the_streamed_json_is_byte_for_byte_the_whole_document(
+        capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    from openkb.cli.render import print_json
+
+    rows = [{"name": f"n{i}", "file": f"line\nbreak {i} \"q\" é"} for i in range(5)]
+    document = {"added": rows, "updated": [], "nested": {"a": [1, {"b": None}], "c": {}},
+                "skipped": rows[:1], "text": "x\ny", "n": 3}
+    print_json({k: iter(v) if k in ("added", "updated", "skipped") else v
+                for k, v in document.items()})
+    streamed = capsysbinary.readouterr().out
+    print_json(document)
+    assert streamed == capsysbinary.readouterr().out
+    assert json.loads(streamed) == document
