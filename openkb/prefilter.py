@@ -34,17 +34,27 @@ HASHING_NOTE_BYTES = 16 * 1048576
 
 
 class NameReservations:
-    """Names handed out in this run, checked against the registry and the disk."""
+    """Names handed out in this run, checked against the registry and the
+    disk; and the contents of the files they went to, until committed."""
 
     def __init__(self, layout: KBLayout, registry: Registry) -> None:
         self.layout = layout
         self.registry = registry
         self.reserved: set[str] = set()
+        # Digest -> the file prefiltered with that content and not yet
+        # committed, for the ``duplicate-in-run`` skip (as bytes, and the
+        # display string the scan entry holds anyway).
+        self.contents: dict[bytes, str] = {}
 
-    def release(self, name: str) -> None:
-        """Once a document is committed the registry holds its name: keeping
-        it here too would grow the run's memory with each file."""
+    def release(self, name: str, sha256: str) -> None:
+        """Once a document is committed the registry holds its name and its
+        content (and the prefilter asks the registry first): keeping them
+        here too would grow the run's memory with each file."""
         self.reserved.discard(name)
+        self.forget_content(sha256)
+
+    def forget_content(self, sha256: str) -> None:
+        self.contents.pop(bytes.fromhex(sha256), None)
 
     def taken(self, name: str) -> bool:
         if name in self.reserved or self.registry.name_taken(name):
@@ -77,9 +87,7 @@ def prefilter(
     """For each entry, in order: a task to prepare, a skip, or a failure, and
     the milliseconds spent hashing it. A file the stat cache vouches for is
     not opened: skipped as ``unchanged`` if a document holds its content."""
-    # Digests as bytes, and the display string the report shares: this
-    # lives as long as the run, an entry per file.
-    seen: dict[bytes, str] = {}
+    seen = reservations.contents  # until committed: see NameReservations.release
     for entry in entries:
         if entry.size > max_file_bytes:
             yield entry, FileFailure(entry.seq, entry.display, (

@@ -64,14 +64,23 @@ class StatCache:
             return None
         return cached.sha256
 
-    def note(self, entry: ScanEntry, sha: str) -> None:
-        """``entry`` (stat taken at the scan) was hashed to ``sha``."""
+    def note(self, entry: ScanEntry, sha: str, *, asked_again: bool = False) -> None:
+        """``entry`` (stat taken at the scan) was hashed to ``sha``.
+
+        ``asked_again``: this run will ask :meth:`fresh_sha` about the file
+        again (a sync's move search hashes new files before the add part
+        takes them), so the entry is kept for it. Otherwise it is dropped
+        from memory: the add asks about each file once, and keeping what it
+        learnt would grow the run by an entry per file; the registry has it
+        once flushed."""
         if not entry.ino:
             return
         stat = FileStat(entry.dev, entry.ino, entry.size, entry.mtime_ns, entry.ctime_ns, sha,
                         self.started_ns)
-        if self.known.get(entry.path) != stat:
-            self.known[entry.path] = stat
+        before = self.known.get(entry.path) if asked_again else self.known.pop(entry.path, None)
+        if before != stat:
+            if asked_again:
+                self.known[entry.path] = stat
             self._pending.append((entry.path, stat))
             if len(self._pending) >= FLUSH_EVERY:
                 self.flush()

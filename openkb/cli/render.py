@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,33 @@ def _default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_default, option=orjson.OPT_INDENT_2)
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(data, default=_default, option=orjson.OPT_INDENT_2))
-    sys.stdout.buffer.write(b"\n")
+    """``data`` as indented JSON. The values of a dict that are iterators
+    (an add's per-file lists, read back from disk) are written item by item,
+    so 20,000 files are never one document in memory; the bytes are those
+    of the whole document dumped at once."""
+    out = sys.stdout.buffer
+    if isinstance(data, dict) and data and any(isinstance(v, Iterator) for v in data.values()):
+        for i, (key, value) in enumerate(data.items()):
+            out.write((b",\n  " if i else b"{\n  ") + orjson.dumps(key) + b": ")
+            if not isinstance(value, Iterator):
+                # Formatting newlines only: orjson escapes those inside strings.
+                out.write(_dumps(value).replace(b"\n", b"\n  "))
+                continue
+            empty = True
+            for item in value:
+                out.write((b"[" if empty else b",") + b"\n    "
+                          + _dumps(item).replace(b"\n", b"\n    "))
+                empty = False
+            out.write(b"[]" if empty else b"\n  ]")
+        out.write(b"\n}")
+    else:
+        out.write(_dumps(data))
+    out.write(b"\n")
     sys.stdout.flush()
 
 
@@ -99,10 +124,11 @@ def print_hits(console: Console, hits: list[SearchHit]) -> None:
 
 def add_report_json(report: AddReport) -> dict[str, Any]:
     return {
-        "added": [{"name": n, "file": f} for n, f in report.added],
-        "updated": [{"name": n, "file": f} for n, f in report.updated],
-        "skipped": [{"file": s.display, "reason": s.reason, "detail": s.detail}
-                    for s in report.skipped],
+        # Iterators: print_json writes them item by item (see AddReport).
+        "added": ({"name": n, "file": f} for n, f in report.added),
+        "updated": ({"name": n, "file": f} for n, f in report.updated),
+        "skipped": ({"file": s.display, "reason": s.reason, "detail": s.detail}
+                    for s in report.skipped),
         "failed": [{"file": f.display, "reason": f.reason} for f in report.failed],
         "interrupted": report.interrupted,
         # The disk filled up and stopped the run (None: it did not).

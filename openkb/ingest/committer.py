@@ -81,7 +81,7 @@ class GroupCommitter:
         for doc in docs:
             self.tally.committed(doc.name, doc.display, doc.size, updated=bool(doc.replaces))
             prefilter_ms = self.prefilter_ms.pop(doc.seq, 0.0)
-            self.reservations.release(doc.name)
+            self.reservations.release(doc.name, doc.sha256)
             if timing_log.isEnabledFor(logging.DEBUG):
                 timing_log.debug(self._timing_line(doc, lock_wait_ms, prefilter_ms,
                                                    outcome.step_ms, len(docs)))
@@ -111,6 +111,7 @@ class GroupCommitter:
         if holder is not None:
             self.tally.skip(Skipped(doc.display, "duplicate", holder))
             discard_staging(Path(doc.staging_dir))
+            self.reservations.forget_content(doc.sha256)  # the registry answers for it
             return False
         if doc.replaces:
             replaced = registry.document(doc.replaces)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from openkb.diskspace import OutOfSpace
 from openkb.errors import exit_code_of_run
+from openkb.ingest.spill import SpillList
 from openkb.model import FileFailure, Skipped
 from openkb.progress import Progress
 
@@ -36,9 +37,12 @@ class Counts:
 
 @dataclass
 class AddReport:
-    added: list[tuple[str, str]] = field(default_factory=list)  # (name, display)
-    updated: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
+    # One entry per file: kept on disk past a few hundred (openkb.ingest.spill),
+    # so a run's memory does not grow with the number of files it adds.
+    added: SpillList[tuple[str, str]] = field(default_factory=SpillList)  # (name, display)
+    updated: SpillList[tuple[str, str]] = field(default_factory=SpillList)
+    skipped: SpillList[Skipped] = field(default_factory=SpillList)
+    # In memory: failures are few, and each is printed with its reason.
     failed: list[FileFailure] = field(default_factory=list)
     interrupted: bool = False
     bytes_committed: int = 0

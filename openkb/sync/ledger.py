@@ -84,9 +84,13 @@ class Ledger:
         that are gone. Files the run never reached (interrupted) keep their
         entries as they were."""
         failed = {f.seq: f.reason for f in report.failed if f.seq != NO_SEQ}
-        done = {display for _, display in report.added} | {
-            display for _, display in report.updated} | {
-            s.display for s in report.skipped if s.reason != "failed-before"}
+        # Of the files that got in or were skipped, only those the ledger
+        # holds matter: a set of those, not of every file the run added.
+        listed = {entry.display for entry in tried if entry.path in self.known}
+        done = {display for _, display in report.added if display in listed} | {
+            display for _, display in report.updated if display in listed} | {
+            s.display for s in report.skipped
+            if s.reason != "failed-before" and s.display in listed}
         now = _now()
         record, forget = [], []
         for entry in tried:

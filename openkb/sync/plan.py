@@ -135,7 +135,7 @@ def _find_moves(registry: Registry, entries: list[ScanEntry], vanished: list[Ori
             sha = stat_cache.fresh_sha(entry) or sha256_file(entry.path)
         except OSError:
             continue  # the add part reports it
-        stat_cache.note(entry, sha)
+        stat_cache.note(entry, sha, asked_again=True)  # the add part asks again
         row = by_sha.pop(sha, None)
         if row is not None:
             moves[entry.seq] = MoveCandidate(row.name, row.origin, entry)

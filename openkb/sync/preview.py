@@ -67,11 +67,12 @@ def preview_sync(kb: KB, inputs: list[str], roots: list[str], progress: Progress
                 continue
             updating = registry.names_by_origin(entry.path)
             if updating:
-                report.updated.append((updating[0], entry.display))
+                name = updating[0]
+                report.updated.append((name, entry.display))
             else:
                 name = reservations.reserve(entry.display)
                 report.added.append((name, entry.display))
-            seen[sha] = report.added[-1][0] if not updating else updating[0]
+            seen[sha] = name
         report.wall_s = time.monotonic() - started
         outcome.exit_code = report.exit_code
         outcome.fields.update(dry_run=True, moved=len(report.moved),
