@@ -244,23 +244,10 @@ def executors(out: Path, runs: int, quick: bool) -> list[Row]:
     return _executors(out, runs, quick, SHARED)
 
 
-def wiki_quality(out: Path, runs: int, quick: bool) -> list[Row]:
-    """What the compiled wiki of the RFCs gives a reader (see bench/wiki.py)."""
-    from bench.wiki import measure
-    rfcs = SHARED / "md-rfcs"
-    if not rfcs.is_dir():
-        return [("shared corpora", f"absent at {SHARED}: skipped", "")]
-    kb = fresh_kb(out / "kb-wiki")
-    add(kb, [rfcs], jobs=2)
-    return [(f"md-rfcs: {metric}", f"{value:.3g}" if isinstance(value, float) else str(value),
-             "") for metric, value in measure(kb).items()]
-
-
 SECTIONS = {"speedup": speedup, "scale": scale, "jsonl": jsonl_overhead, "group": group_commit,
             "commit_steps": commit_steps, "pdf_engines": pdf_engines, "growth": growth,
             "commit_size": commit_size, "llm": llm_stage, "executors": executors,
             "resync": resync,
-            "watch": watch_latency,
-            "wiki": wiki_quality}
+            "watch": watch_latency}
 # Not in a default run: its first add alone takes several minutes.
 OPTIONAL_SECTIONS = {"resync_60k": resync_60k}

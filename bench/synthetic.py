@@ -48,20 +48,13 @@ def fill(kb: Path, count: int, *, seed: int = 5) -> None:
             for term in set(rng.choices(range(VOCABULARY), cum_weights=cumulative,
                                          k=TERMS_PER_DOC)):
                 doc_terms.setdefault(f"synterm{term}", set()).add(name)
-        conn.executemany("INSERT INTO doc_terms (term, doc, surface) VALUES (?, ?, ?)",
-                         ((term, name, term) for term, docs in doc_terms.items()
-                          for name in docs))
-        # No signatures, so no near-copies: two documents make a concept.
-        conn.executemany("INSERT INTO terms (term, doc_count, concept, display) "
-                         "VALUES (?, ?, ?, ?)",
-                         ((term, len(docs), int(len(docs) >= 2), term)
-                          for term, docs in doc_terms.items()))
+        conn.executemany("INSERT INTO doc_terms VALUES (?, ?)",
+                         ((term, name) for term, docs in doc_terms.items() for name in docs))
+        conn.executemany("INSERT INTO terms VALUES (?, ?)",
+                         ((term, len(docs)) for term, docs in doc_terms.items()))
         rendered = catalog.render_catalog(
             ((name, f"Synthetic {name}", "markdown") for name in names),
-            sorted((term, term) for term, docs in doc_terms.items() if len(docs) >= 2))
-        # The count the writer keeps (the rows above bypass it).
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? "
-                     "WHERE key = 'document_count'", (count,))
+            sorted(term for term, docs in doc_terms.items() if len(docs) >= 2))
         conn.execute("INSERT INTO meta VALUES ('index_sha256', ?) ON CONFLICT (key) DO UPDATE "
                      "SET value = excluded.value",
                      (hashlib.sha256(rendered.index.encode()).hexdigest(),))

@@ -61,8 +61,8 @@ def doc_entry(name: str, title: str, kind: str) -> str:
     return f"- {doc_link(name, title)} · {kind}"
 
 
-def concept_entry(key: str, display: str) -> str:
-    return f"- {concept_link(key, display)}"
+def concept_entry(term: str) -> str:
+    return f"- {concept_link(term)}"
 
 
 # Fetches the entries of the catalog at or after a key, in key order, as
@@ -140,13 +140,13 @@ def _paginate(entries: Iterable[tuple[str, str]]) -> Iterator[tuple[str, list[tu
 
 
 def render_catalog(documents: Iterable[tuple[str, str, str]],
-                   concepts: Iterable[tuple[str, str]]) -> Catalog:
+                   concepts: Iterable[str]) -> Catalog:
     """The whole catalog, from every document (name, title, kind) and every
-    concept (key, display), each in key order. ``pages`` holds every page there is."""
+    concept term, each in key order. ``pages`` holds every page there is."""
     lines: dict[Shelf, list[str]] = {DOCUMENTS: [], CONCEPTS: []}
     pages: dict[str, str | None] = {}
     sources = {DOCUMENTS: ((n, doc_entry(n, t, k)) for n, t, k in documents),
-               CONCEPTS: ((key, concept_entry(key, display)) for key, display in concepts)}
+               CONCEPTS: ((term, concept_entry(term)) for term in concepts)}
     for shelf, entries in sources.items():
         for start, page in _paginate(entries):
             lines[shelf].append(shelf.index_line(start))

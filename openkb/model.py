@@ -97,29 +97,6 @@ class OutlineEntry:
 
 
 @dataclass(slots=True)
-class TermCandidate:
-    """A term a document might be filed under; commit picks its key terms
-    from these, weighing each by how rare it is in the KB."""
-
-    key: str  # the words' stems: "account" for "accounts" and "account"
-    surface: str  # the form the document uses most
-    score: float  # weight within the document alone
-    context: str  # the sentence where the term matters most, one line
-    defines: bool = False  # ``context`` reads as a definition ("X is ...")
-
-
-@dataclass(frozen=True, slots=True)
-class TermUse:
-    """One document filed under a term: a line of its concept page."""
-
-    doc: str
-    title: str
-    surface: str  # how this document words the term
-    context: str  # the sentence quoted beside the link
-    defines: bool  # ``context`` defines the term
-
-
-@dataclass(slots=True)
 class DocumentInfo:
     """Everything compile needs about a document; stored as JSON in the registry,
     so summary pages can be re-rendered without re-converting the original."""
@@ -128,17 +105,10 @@ class DocumentInfo:
     kind: str
     outline: list[OutlineEntry] = field(default_factory=list)
     lead: str = ""
-    terms: list[str] = field(default_factory=list)  # key terms as the document words them
+    terms: list[str] = field(default_factory=list)
     pages: int | None = None
     words: int = 0
     chars: int = 0
-    # Filled by prepare; ``terms`` and ``term_keys`` are chosen from
-    # ``candidates`` at commit, when the KB's document frequencies are known.
-    candidates: list[TermCandidate] = field(default_factory=list)
-    term_keys: list[str] = field(default_factory=list)  # stems of ``terms``, in order
-    term_quota: int = 10  # how many key terms to choose
-    related: list[tuple[str, str]] = field(default_factory=list)  # (name, title), best first
-    minhash: list[int] = field(default_factory=list)  # see openkb.prepare.minhash
     # Written by an LLM (openkb.llm); when empty, the page shows ``lead``.
     summary: str = ""
     # Why an LLM summary was asked for and not obtained; retried by the next
@@ -165,6 +135,7 @@ class PreparedDocument:
     chunks: list[Chunk]
     staged_raw: str
     staged_source: str
+    staged_summary: str
     source_sha256: str
     summary_sha256: str
     staging_dir: str

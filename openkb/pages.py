@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from openkb.model import DocumentInfo, TermUse
+from openkb.model import DocumentInfo
 
 MAX_OUTLINE_ENTRIES = 200
 _LINK_UNSAFE = re.compile(r"[\[\]|\n\r]+")
@@ -18,13 +18,11 @@ _DEVICE_NAMES = frozenset({"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("c
                                                           for i in range(10)})
 
 
-def concept_slug(key: str) -> str:
-    """File name of a concept page, from the term's key (its words' stems,
-    so "account" and "accounts" share a page, and the name never changes
-    while the concept lives). Keys hold only word characters other than
-    ``_`` and single spaces, so this is one-to-one; ``_`` marks the device
-    names that cannot be file names on Windows."""
-    slug = key.replace(" ", "-")
+def concept_slug(term: str) -> str:
+    """File name of a term's concept page. Terms hold only word characters
+    other than ``_`` and single spaces, so this is one-to-one; ``_`` marks
+    the device names that cannot be file names on Windows."""
+    slug = term.replace(" ", "-")
     return f"{slug}_" if slug in _DEVICE_NAMES else slug
 
 
@@ -37,8 +35,8 @@ def doc_link(name: str, title: str) -> str:
     return f"[[summaries/{name}|{link_text(title)}]]"
 
 
-def concept_link(key: str, display: str) -> str:
-    return f"[[concepts/{concept_slug(key)}|{link_text(display)}]]"
+def concept_link(term: str) -> str:
+    return f"[[concepts/{concept_slug(term)}|{term}]]"
 
 
 def one_line(text: str) -> str:
@@ -59,10 +57,7 @@ def summary_text(info: DocumentInfo) -> str:
     return info.summary or info.lead
 
 
-def render_summary(name: str, ext: str, size: int, info: DocumentInfo,
-                   near_copies: list[tuple[str, str]] | None = None) -> str:
-    """A document's page. ``near_copies`` (name, title) come from the
-    registry; everything else from ``info``."""
+def render_summary(name: str, ext: str, size: int, info: DocumentInfo) -> str:
     title = one_line(info.title) or name
     lines = [f"# {title}", ""]
     facts = [f"[[sources/{name}|source text]]", f"original `raw/{name}{ext}`", info.kind]
@@ -82,12 +77,6 @@ def render_summary(name: str, ext: str, size: int, info: DocumentInfo,
         lines.append("")
     if info.terms:
         lines += ["## Key terms", "", " · ".join(info.terms), ""]
-    if near_copies:
-        lines += ["## Near-copies", "", "Documents with almost the same text:", ""]
-        lines += [f"- {doc_link(n, t)}" for n, t in near_copies] + [""]
-    if info.related:
-        lines += ["## Related", "", "Documents sharing the most specific key terms:", ""]
-        lines += [f"- {doc_link(n, t)}" for n, t in info.related] + [""]
     lines += ["## Stats", "", "| | |", "|---|---|", f"| Type | {info.kind} |"]
     if info.pages is not None:
         lines.append(f"| Pages | {info.pages} |")
@@ -101,38 +90,16 @@ def render_summary(name: str, ext: str, size: int, info: DocumentInfo,
 
 
 CONCEPT_INTRO = "Documents with this key term, oldest first:"
-_QUOTE_UNSAFE = re.compile(r"[\n\r]+")
 
 
-def _in_context(sentence: str) -> str:
-    """The sentence (its term already in bold), quoted, on one line."""
-    text = _QUOTE_UNSAFE.sub(" ", sentence).replace("“", '"').replace("”", '"')
-    return f"“{text}”"
+def concept_line(name: str, title: str) -> str:
+    return f"- {doc_link(name, title)}\n"
 
 
-def concept_line(use: TermUse) -> str:
-    """One document of a concept page, with the sentence where the term
-    matters most in it."""
-    if not use.context:
-        return f"- {doc_link(use.doc, use.title)}\n"
-    return f"- {doc_link(use.doc, use.title)}: {_in_context(use.context)}\n"
-
-
-def render_concept(key: str, display: str, uses: list[TermUse],
-                   related: list[tuple[str, str]]) -> str:
-    """A concept page: the term, its best definition (the oldest document
-    that defines it), related concepts ((key, display), terms that its
-    first documents share), then every document with the term, oldest
-    first, so adding a document appends one line."""
-    lines = [f"# {one_line(display) or key}", ""]
-    lead = next((u for u in uses if u.defines), None)
-    if lead is not None:
-        lines += [f"> {_in_context(lead.context)} ({doc_link(lead.doc, lead.title)})",
-                  ""]
-    if related:
-        lines += ["Related concepts: " + " · ".join(concept_link(k, d) for k, d in related), ""]
-    lines += [CONCEPT_INTRO, ""]
-    return "\n".join(lines) + "\n" + "".join(concept_line(u) for u in uses)
+def render_concept(term: str, docs: list[tuple[str, str]]) -> str:
+    """A concept page: the term and a backlink to every document that has it,
+    in the order they were added, so adding a document appends one line."""
+    return f"# {term}\n\n{CONCEPT_INTRO}\n\n" + "".join(concept_line(n, t) for n, t in docs)
 
 
 LOG_HEADER = "# Log\n\nOne line per committed change, oldest first.\n\n"

@@ -118,7 +118,7 @@ class TestKeyTerms:
         text = "Self-attention is everywhere. Self-attention costs memory. Multi-head " \
                "attention splits self-attention.\n"
         terms = key_terms(text, "x", 10)
-        assert "self attention" in terms and "self" not in terms
+        assert "self-attention" in terms and "self" not in terms
         assert clean_terms(["Self-attention"]) == ["self attention"]
 
     def test_a_word_that_only_appears_inside_its_phrase_is_not_a_term(self) -> None:

@@ -30,7 +30,7 @@ def test_add_builds_a_consistent_kb(kb: Path, sample_docs: Path) -> None:
         assert (layout.root / layout.source_rel(name)).is_file()
         assert (layout.root / layout.summary_rel(name)).is_file()
     assert (kb / "raw" / "alpha.md").read_bytes() == (sample_docs / "alpha.md").read_bytes()
-    concept = kb / "wiki" / "concepts" / "attent-head.md"
+    concept = kb / "wiki" / "concepts" / "attention-heads.md"
     assert concept.is_file(), sorted(p.name for p in (kb / "wiki" / "concepts").iterdir())
     text = concept.read_text()
     for doc in ("alpha", "beta", "delta"):
@@ -39,7 +39,7 @@ def test_add_builds_a_consistent_kb(kb: Path, sample_docs: Path) -> None:
     assert "[[catalog/documents/_first|documents: the first]]" in index
     catalog = kb / "wiki" / "catalog"
     assert "[[summaries/gamma|" in (catalog / "documents" / "_first.md").read_text()
-    assert "[[concepts/attent-head|" in (catalog / "concepts" / "_first.md").read_text()
+    assert "[[concepts/attention-heads|" in (catalog / "concepts" / "_first.md").read_text()
     log = (kb / "wiki" / "log.md").read_text()
     assert log.count(" add [[summaries/") == 4
     verify_ok(kb)
@@ -110,7 +110,7 @@ def test_remove_takes_the_document_and_its_pages_away(kb: Path, sample_docs: Pat
     assert not (kb / "raw" / "alpha.md").exists()
     assert not (kb / "wiki" / "summaries" / "beta.md").exists()
     # "attention heads" is left in one document only: no longer a concept.
-    assert not (kb / "wiki" / "concepts" / "attent-head.md").exists()
+    assert not (kb / "wiki" / "concepts" / "attention-heads.md").exists()
     assert "alpha" not in (kb / "wiki" / "catalog" / "documents" / "_first.md").read_text()
     assert api.search(str(kb), "alpha", Progress()) == [] or all(
         h.doc != "alpha" for h in api.search(str(kb), "alpha", Progress()))
@@ -148,7 +148,7 @@ def test_recompile_restores_edited_pages(kb: Path, sample_docs: Path) -> None:
     add(kb, sample_docs)
     pages = [kb / "wiki" / "index.md", kb / "wiki" / "catalog" / "documents" / "_first.md",
              kb / "wiki" / "summaries" / "alpha.md",
-             kb / "wiki" / "concepts" / "attent-head.md"]
+             kb / "wiki" / "concepts" / "attention-heads.md"]
     before = [p.read_bytes() for p in pages]
     for page in pages:
         page.write_text("scribbled over\n")

@@ -373,7 +373,7 @@ def test_examples_build_a_kb_with_shared_concepts(tmp_path: Path) -> None:
     documents = sorted(p.name for p in examples.iterdir() if p.suffix != ".py")
     assert not report.failed and len(report.added) == len(documents) >= 5
     concepts = tmp_path / "kb" / "wiki" / "concepts"
-    for concept in ("attent-head", "self-attent", "transform"):
+    for concept in ("attention-heads", "self-attention", "transformer"):
         assert (concepts / f"{concept}.md").is_file(), sorted(p.name for p in concepts.iterdir())
     hits = api.search(str(tmp_path / "kb"), "attention heads", Progress())
     assert len({hit.doc for hit in hits}) >= 4

@@ -273,7 +273,7 @@ def test_a_sweep_spares_cache_writes_in_flight_and_takes_dead_ones(kb: Path) -> 
     recovery sweep must not delete a live writer's temp file (it did: the
     reply was lost and its document left pending)."""
     from openkb.layout import KBLayout
-    from openkb.pending import leftover_paths
+    from openkb.recovery import leftover_paths
 
     cache = kb / ".openkb" / "llm-cache"
     cache.mkdir()

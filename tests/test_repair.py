@@ -64,7 +64,7 @@ def _search_docs(kb: Path, query: str) -> set[str]:
 
 def test_verify_reports_every_problem_with_a_code_and_changes_nothing(filled: Path) -> None:
     (filled / "raw" / "stray.pdf").write_bytes(b"%PDF-1.4 someone else's file")
-    (filled / "wiki" / "concepts" / "attent-head.md").unlink()
+    (filled / "wiki" / "concepts" / "attention-heads.md").unlink()
     (filled / "wiki" / "index.md").write_text("my own index\n")
     (filled / "wiki" / "summaries" / "alpha.md").write_text("edited\n")
     (filled / "wiki" / "sources" / "beta.md").unlink()
@@ -77,7 +77,7 @@ def test_verify_reports_every_problem_with_a_code_and_changes_nothing(filled: Pa
     assert not any(p["repaired"] for p in report["problems"])
     by_path = {p["path"]: p["code"] for p in report["problems"]}
     assert by_path["raw/stray.pdf"] == "orphan"
-    assert by_path["wiki/concepts/attent-head.md"] == "concept"
+    assert by_path["wiki/concepts/attention-heads.md"] == "concept"
     assert by_path["wiki/index.md"] == "index-md"
     assert by_path["wiki/summaries/alpha.md"] == "changed-summary"
     assert by_path["wiki/sources/beta.md"] == "missing-source"
@@ -169,8 +169,8 @@ def test_a_stray_page_among_the_concepts_is_quarantined(filled: Path) -> None:
 @pytest.mark.parametrize("damage", ["delete-concept", "edit-concept", "edit-index",
                                     "delete-index", "edit-summary", "delete-summary"])
 def test_pages_are_rendered_again(filled: Path, damage: str) -> None:
-    target = {"delete-concept": "wiki/concepts/attent-head.md",
-              "edit-concept": "wiki/concepts/transform-layer.md",
+    target = {"delete-concept": "wiki/concepts/attention-heads.md",
+              "edit-concept": "wiki/concepts/transformer-layers.md",
               "edit-index": "wiki/index.md", "delete-index": "wiki/index.md",
               "edit-summary": "wiki/summaries/alpha.md",
               "delete-summary": "wiki/summaries/delta.md"}[damage]

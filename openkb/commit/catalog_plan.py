@@ -16,7 +16,7 @@ INDEX_SHA_KEY = "index_sha256"
 
 
 def full_catalog(layout: KBLayout, documents: list[tuple[str, str, str]],
-                 concepts: list[tuple[str, str]]) -> Catalog:
+                 concepts: list[str]) -> Catalog:
     """The whole catalog, rendered from scratch; pages on disk that it no
     longer has are dropped."""
     result = catalog.render_catalog(sorted(documents), sorted(concepts))
@@ -34,16 +34,17 @@ def full_catalog(layout: KBLayout, documents: list[tuple[str, str, str]],
 
 
 def next_catalog(layout: KBLayout, registry: Registry, added: list[PreparedDocument],
-                 removed: list[str], concept_lines: dict[str, str | None]) -> Catalog:
+                 removed: list[str], concept_counts: dict[str, int]) -> Catalog:
     """The catalog after a change: spliced, page by page, when index.md is
-    exactly what openkb last wrote; else rendered whole. ``concept_lines``
-    holds the concepts whose line changes: key -> display, or None (gone)."""
+    exactly what openkb last wrote; else rendered whole."""
     doc_changes: dict[str, str | None] = dict.fromkeys(removed)
     doc_changes.update({d.name: catalog.doc_entry(d.name, d.info.title, d.info.kind)
                         for d in added})
+    before = registry.term_counts_of(list(concept_counts))
+    # Only a term that becomes a concept or stops being one changes a line.
     concept_changes: dict[str, str | None] = {
-        key: None if display is None else catalog.concept_entry(key, display)
-        for key, display in concept_lines.items()}
+        term: catalog.concept_entry(term) if count >= 2 else None
+        for term, count in concept_counts.items() if (count >= 2) != (before[term] >= 2)}
     try:
         current = layout.index_md.read_bytes()
     except FileNotFoundError:
@@ -55,8 +56,8 @@ def next_catalog(layout: KBLayout, registry: Registry, added: list[PreparedDocum
             documents=(lambda key, n: [(name, catalog.doc_entry(name, title, kind)) for
                                        name, title, kind in registry.catalog_from(key, n)],
                        doc_changes),
-            concepts=(lambda key, n: [(term, catalog.concept_entry(term, display)) for
-                                      term, display in registry.concepts_from(key, n)],
+            concepts=(lambda key, n: [(term, catalog.concept_entry(term)) for
+                                      term in registry.concepts_from(key, n)],
                       concept_changes))
         if spliced is not None:
             return spliced
@@ -64,13 +65,13 @@ def next_catalog(layout: KBLayout, registry: Registry, added: list[PreparedDocum
     for name in removed:
         documents.pop(name, None)
     documents.update({d.name: (d.name, d.info.title, d.info.kind) for d in added})
-    concepts = {key: display for key, display, _ in registry.concept_entries()}
-    for key, display in concept_lines.items():
-        if display is None:
-            concepts.pop(key, None)
+    concepts = {term for term, _ in registry.concepts()}
+    for term, count in concept_counts.items():
+        if count >= 2:
+            concepts.add(term)
         else:
-            concepts[key] = display
-    return full_catalog(layout, list(documents.values()), list(concepts.items()))
+            concepts.discard(term)
+    return full_catalog(layout, list(documents.values()), list(concepts))
 
 
 __all__ = ["CONCEPTS", "DOCUMENTS", "INDEX_SHA_KEY", "full_catalog", "next_catalog"]

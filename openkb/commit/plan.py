@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -20,14 +19,11 @@ from typing import TypeVar
 from openkb import pages
 from openkb.commit.actions import Action, Append, Attic, Publish, Rewrite, Stash
 from openkb.commit.catalog_plan import full_catalog, next_catalog
-from openkb.commit.compile_plan import plan_concepts, summary_page, write_compiled
 from openkb.commit.journal import Journal
-from openkb.commit.recompile_plan import plan_recompile
-from openkb.compile_state import CompileState
 from openkb.errors import CommitFailed
 from openkb.layout import KBLayout
 from openkb.model import DocumentInfo, PreparedDocument
-from openkb.registry import DocumentRow, Registry, RegistryWriter
+from openkb.registry import DocumentRow, Registry
 
 
 @dataclass(frozen=True)
@@ -70,9 +66,8 @@ class Plan:
     appends: list[tuple[Append, bytes]]  # (action, bytes): concept pages, log.md
     rows: list[DocumentRow]
     removed_names: list[str]
-    summary_updates: list[tuple[str, str]]  # (name, new summary sha256) of stored documents
+    summary_updates: list[tuple[str, str]]  # recompile: (name, new summary sha256)
     index_sha256: str  # of the index.md this plan writes, recorded in the registry
-    write_compiled: Callable[[RegistryWriter], None]  # key terms, counts, near-copies
     moved: list[Move] = field(default_factory=list)
     info_updates: dict[str, DocumentInfo] = field(default_factory=dict)  # ChangeSet.infos
 
@@ -149,28 +144,16 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     vacated = _plan_removals(layout, acts, changes, removed_rows)
     _plan_additions(layout, registry, acts, changes, removed_names, vacated)
     summary_updates: list[tuple[str, str]] = []
+    if changes.infos:
+        _plan_new_summaries(layout, registry, acts, changes.infos, summary_updates)
     if changes.recompile:
-        recompiled = plan_recompile(layout, registry, acts, changes.infos)
-        summary_updates = recompiled.summary_updates
-        compiled = full_catalog(layout, registry.catalog(), recompiled.concepts)
-        write = recompiled.write
-        info_updates: dict[str, DocumentInfo] = {}  # the recompile writes every info
+        concept_counts = dict(registry.concepts())
+        _plan_recompile(layout, registry, acts, concept_counts, summary_updates,
+                        skip=set(changes.infos))
+        compiled = full_catalog(layout, registry.catalog(), list(concept_counts))
     else:
-        if changes.infos:
-            _plan_new_summaries(layout, registry, acts, changes.infos, summary_updates)
-        info_updates = changes.infos
-        state = CompileState(registry)
-        for name, row in removed_rows.items():
-            state.remove(name, row.info, registry.doc_terms(name))
-        for doc in changes.added:
-            state.add(doc.name, doc.info.title, doc.info)
-        state.finish()
-        summary_updates += _plan_summaries(layout, registry, acts, state, changes, removed_names)
-        concept_lines = plan_concepts(layout, state, acts)
-        compiled = next_catalog(layout, registry, changes.added, removed_names, concept_lines)
-
-        def write(writer: RegistryWriter) -> None:
-            write_compiled(writer, state)
+        concept_counts = _plan_concepts(layout, registry, acts, changes, removed_rows)
+        compiled = next_catalog(layout, registry, changes.added, removed_names, concept_counts)
     index_text = compiled.index
     if not _holds(layout.index_md, index_text):  # most commits split or merge no page
         acts.rewrite(layout.INDEX_REL, index_text)
@@ -197,8 +180,8 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
     )
     return Plan(journal, acts.publish, acts.rewrites, acts.compile_stashes, acts.appends, rows,
                 removed_names, summary_updates,
-                hashlib.sha256(index_text.encode("utf-8")).hexdigest(), write,
-                list(changes.moved), info_updates)
+                hashlib.sha256(index_text.encode("utf-8")).hexdigest(), list(changes.moved),
+                changes.infos)
 
 
 def _holds(path: Path, text: str) -> bool:
@@ -261,15 +244,13 @@ def _plan_additions(layout: KBLayout, registry: Registry, acts: _Actions, change
         for staged, rel in (
             (doc.staged_raw, layout.raw_rel(doc.name, doc.ext)),
             (doc.staged_source, layout.source_rel(doc.name)),
-            (None, layout.summary_rel(doc.name)),
+            (doc.staged_summary, layout.summary_rel(doc.name)),
         ):
             if rel not in vacated and os.path.lexists(layout.root / rel):
                 raise CommitFailed(
                     f"{rel} exists but the registry does not list it",
                     hint="run `openkb verify --repair` to quarantine orphaned files",
                 )
-            if staged is None:
-                continue  # the summary page is compiled now (_plan_summaries)
             # An update: the target holds the old file until that stash runs,
             # and rollback must not mistake it for the new one.
             acts.publish_staged(rel, layout.rel(Path(os.path.abspath(staged))), vacated.get(rel))
@@ -298,31 +279,41 @@ def _log_lines(changes: ChangeSet, removed_rows: dict[str, DocumentRow],
     return "".join(lines)
 
 
-def _plan_summaries(layout: KBLayout, registry: Registry, acts: _Actions, state: CompileState,
-                    changes: ChangeSet, removed_names: list[str]) -> list[tuple[str, str]]:
-    """Render new documents' summary pages (their key terms, near-copies
-    and related documents are known only now), and
-    plan the rewrite of stored pages whose near-copies or related
-    documents changed."""
+def _plan_concepts(layout: KBLayout, registry: Registry, acts: _Actions, changes: ChangeSet,
+                   removed_rows: dict[str, DocumentRow]) -> dict[str, int]:
+    """Plan every concept page the change touches; return each touched
+    term's document count after it.
+
+    A concept page lists its documents oldest first, so the common case, a
+    term that was already a concept gaining documents, appends their lines:
+    O(new lines), however many documents the term already has. A page that
+    loses a document, or becomes a concept now, is rendered whole.
+    """
+    removed_terms: dict[str, set[str]] = {}
+    for name in removed_rows:
+        for term in registry.doc_terms(name):
+            removed_terms.setdefault(term, set()).add(name)
+    added_by_term: dict[str, list[PreparedDocument]] = {}
     for doc in changes.added:
-        # Written by the compile step like any page, not published from
-        # staging: prepare could not know the key terms, near-copies and
-        # related documents. (An update's old page was stashed by publish;
-        # the rewrite's own before-image restores it on rollback too.)
-        content = summary_page(state, doc.name, doc.ext, doc.size, doc.info)
-        acts.rewrite(layout.summary_rel(doc.name), content)
-        doc.summary_sha256 = hashlib.sha256(content.encode("utf-8")).hexdigest()
-    updates = []
-    changed = {d.name for d in changes.added} | set(removed_names)
-    for name in sorted((state.stale_summaries | set(state.refreshed)) - changed):
-        row = registry.document(name)
-        if row is None:
-            continue
-        info = state.refreshed.get(name, row.info)
-        content = summary_page(state, name, row.ext, row.bytes, info)
-        acts.rewrite(layout.summary_rel(name), content)
-        updates.append((name, hashlib.sha256(content.encode("utf-8")).hexdigest()))
-    return updates
+        for term in doc.info.terms:
+            added_by_term.setdefault(term, []).append(doc)
+    counts: dict[str, int] = {}
+    for term in sorted(set(removed_terms) | set(added_by_term)):
+        before = registry.term_count(term)
+        leaving = removed_terms.get(term, set())
+        arriving = added_by_term.get(term, [])
+        after = before - len(leaving) + len(arriving)
+        counts[term] = after
+        rel = layout.concept_rel(pages.concept_slug(term))
+        if after < 2:
+            acts.drop(rel)
+        elif before >= 2 and not leaving and os.path.lexists(layout.root / rel):
+            acts.append(rel, "".join(pages.concept_line(d.name, d.info.title) for d in arriving))
+        else:
+            docs = [(n, t) for n, t in registry.term_docs(term) if n not in leaving]
+            docs += [(d.name, d.info.title) for d in arriving]
+            acts.rewrite(rel, pages.render_concept(term, docs))
+    return counts
 
 
 def _plan_new_summaries(layout: KBLayout, registry: Registry, acts: _Actions,
@@ -333,10 +324,34 @@ def _plan_new_summaries(layout: KBLayout, registry: Registry, acts: _Actions,
         row = registry.document(name)
         if row is None:
             raise CommitFailed(f"cannot summarize {name!r}: it is not in the registry")
-        content = pages.render_summary(row.name, row.ext, row.bytes, info,
-                                       registry.near_copies(name)).encode("utf-8")
+        content = pages.render_summary(row.name, row.ext, row.bytes, info).encode("utf-8")
         acts.rewrite(layout.summary_rel(name), content.decode("utf-8"))
         summary_updates.append((name, hashlib.sha256(content).hexdigest()))
+
+
+def _plan_recompile(layout: KBLayout, registry: Registry, acts: _Actions,
+                    concept_counts: dict[str, int],
+                    summary_updates: list[tuple[str, str]], skip: set[str]) -> None:
+    """Re-render every summary (but those in ``skip``, planned already) and
+    concept page from the registry; drop concept pages that no concept backs."""
+    for row in registry.documents():
+        if row.name in skip:
+            continue
+        content = pages.render_summary(row.name, row.ext, row.bytes, row.info).encode("utf-8")
+        path = layout.root / layout.summary_rel(row.name)
+        if not path.exists() or path.read_bytes() != content:
+            acts.rewrite(layout.summary_rel(row.name), content.decode("utf-8"))
+            summary_updates.append((row.name, hashlib.sha256(content).hexdigest()))
+    wanted = set()
+    for term in sorted(concept_counts):
+        slug = pages.concept_slug(term)
+        wanted.add(f"{slug}.md")
+        acts.rewrite(layout.concept_rel(slug),
+                     pages.render_concept(term, registry.term_docs(term)))
+    if layout.concepts_dir.is_dir():
+        for entry in sorted(os.listdir(layout.concepts_dir)):
+            if entry.endswith(".md") and entry not in wanted:
+                acts.drop(f"wiki/concepts/{entry}")
 
 
 def _free_attic_rel(layout: KBLayout, row: DocumentRow) -> str:

@@ -17,6 +17,7 @@ summary and a pending reason, and the document commits anyway.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Container, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -24,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from openkb import fsio, pages
 from openkb.llm.summarizer import Outcome, Summarizer
 from openkb.model import PreparedDocument
 from openkb.progress import Progress
@@ -114,8 +116,14 @@ class LlmStage:
     def _summarize(self, doc: PreparedDocument) -> Outcome:
         try:
             source = Path(doc.staged_source).read_text(encoding="utf-8")
-            # The commit renders the summary page from ``doc.info``.
             outcome = self.summarizer.summarize(doc.info, source, doc.source_sha256)
+            if outcome.info.summary != doc.info.summary:
+                # The staged page is replaced whole (old or new, never half);
+                # the commit publishes it.
+                page = pages.render_summary(doc.name, doc.ext, doc.size,
+                                            outcome.info).encode("utf-8")
+                fsio.write_atomic(Path(doc.staged_summary), page)
+                doc.summary_sha256 = hashlib.sha256(page).hexdigest()
         except Exception as exc:  # an I/O error (the cache's disk), or a bug: this document only
             log.warning("LLM stage failed on %s (%s); it keeps its extractive summary",
                         doc.display, exc)

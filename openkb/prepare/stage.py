@@ -26,12 +26,10 @@ from openkb.prepare.convert_html import convert_html
 from openkb.prepare.convert_text import convert_text
 from openkb.prepare.converted import Converted
 from openkb.prepare.decode import decode_text
-from openkb.prepare.minhash import signature
 from openkb.prepare.sniff import detect_kind
-from openkb.prepare.terms import candidate_terms
+from openkb.prepare.terms import key_terms
 
 MAX_TERM_CHARS = 100
-CANDIDATES_PER_TERM = 3
 _TERM_JUNK = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -123,34 +121,27 @@ def analyze(converted: Converted, display: str, kind: str, limits: PrepareLimits
     markdown = converted.markdown
     if not markdown.strip():
         raise FileRejected("no text after conversion")
-    # Three candidates per key term: commit keeps the most specific.
-    candidates = candidate_terms(markdown, title, CANDIDATES_PER_TERM * limits.key_terms)
     return DocumentInfo(
         title=title,
         kind=kind,
         outline=converted.outline,
         lead=lead_paragraph(markdown),
-        terms=[c.surface for c in candidates[:limits.key_terms]],
+        terms=clean_terms(key_terms(markdown, title, limits.key_terms)),
         pages=converted.pages,
         words=count_words(markdown),
         chars=len(markdown),
-        candidates=candidates,
-        term_quota=limits.key_terms,
-        minhash=signature(markdown),
     )
 
 
-def write_staging(task: PrepareTask, data: bytes, source: bytes) -> tuple[str, str]:
-    """The raw and source files, fsynced. The summary page is not staged:
-    it names the key terms, near-copies and related documents that only
-    the commit can choose, so the commit writes it."""
+def write_staging(task: PrepareTask, data: bytes, source: bytes,
+                  summary: bytes) -> tuple[str, str, str]:
     staging = Path(task.staging_dir)
     fsio.makedirs(staging)
-    paths = (staging / f"raw{task.ext}", staging / "source.md")
-    for path, content in zip(paths, (data, source), strict=True):
+    paths = (staging / f"raw{task.ext}", staging / "source.md", staging / "summary.md")
+    for path, content in zip(paths, (data, source, summary), strict=False):
         fsio.write_new_file(path, content)
     fsio.fsync_dir(staging)
-    return str(paths[0]), str(paths[1])
+    return tuple(str(p) for p in paths)  # type: ignore[return-value]
 
 
 def run_task(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument | PageTexts:
@@ -178,6 +169,7 @@ class Built:
 
     data: bytes
     source: bytes
+    summary: bytes
     info: DocumentInfo
     chunks: list[Chunk]
     timings_ms: dict[str, float]
@@ -201,15 +193,17 @@ def build_document(task: PrepareTask, limits: PrepareLimits, data: bytes) -> Bui
     chunks = chunk_markdown(converted.markdown, limits.chunk_chars, converted.heading_lines)
     source = converted.markdown if converted.markdown.endswith("\n") else converted.markdown + "\n"
     source_bytes = source.encode("utf-8")
+    summary_bytes = pages.render_summary(task.name, task.ext, len(data), info).encode("utf-8")
     lap("analyze")
-    return Built(data, source_bytes, info, chunks, timings)
+    return Built(data, source_bytes, summary_bytes, info, chunks, timings)
 
 
 def stage_built(task: PrepareTask, built: Built) -> PreparedDocument:
     """Write a built document into ``task.staging_dir``: the prepared
     document the commit publishes."""
     clock = time.perf_counter()
-    staged_raw, staged_source = write_staging(task, built.data, built.source)
+    staged_raw, staged_source, staged_summary = write_staging(task, built.data, built.source,
+                                                              built.summary)
     timings = {**built.timings_ms, "stage_write": round((time.perf_counter() - clock) * 1000, 3)}
     return PreparedDocument(
         seq=task.seq,
@@ -223,8 +217,9 @@ def stage_built(task: PrepareTask, built: Built) -> PreparedDocument:
         chunks=built.chunks,
         staged_raw=staged_raw,
         staged_source=staged_source,
+        staged_summary=staged_summary,
         source_sha256=hashlib.sha256(built.source).hexdigest(),
-        summary_sha256="",  # the commit renders the page and sets it
+        summary_sha256=hashlib.sha256(built.summary).hexdigest(),
         staging_dir=task.staging_dir,
         replaces=task.replaces,
         timings_ms=timings,
@@ -243,7 +238,10 @@ def prepare_file(task: PrepareTask, limits: PrepareLimits) -> PreparedDocument:
 
 def rename_prepared(doc: PreparedDocument, new_name: str) -> PreparedDocument:
     """Give a prepared document another name (its reserved one was taken by a
-    concurrent add): only the summary page mentions the name, and the
-    commit renders it."""
+    concurrent add): only the summary page mentions the name."""
+    summary = pages.render_summary(new_name, doc.ext, doc.size, doc.info).encode("utf-8")
+    path = Path(doc.staged_summary)
+    fsio.write_atomic(path, summary)
     doc.name = new_name
+    doc.summary_sha256 = hashlib.sha256(summary).hexdigest()
     return doc

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 2
-DOCUMENT_COUNT_KEY = "document_count"
 PENDING_RECOMPILE_KEY = "pending_recompile"
 
 
@@ -69,37 +68,6 @@ def _llm_summaries(conn: sqlite3.Connection) -> None:
                  f"WHERE {LLM_PENDING_EXPR} IS NOT NULL")
 
 
-def _concepts_with_context(conn: sqlite3.Connection) -> None:
-    """Key terms chosen against the KB, inflections merged, near-copies known.
-
-    ``doc_terms.term`` now holds a term's key (its words' stems), with the
-    surface form and the sentence each document uses it in; ``terms`` says
-    whether the term is a concept (two documents that are not near-copies)
-    and how its page titles it; ``term_df`` counts, per key, the documents
-    that had it among their candidates (how specific a term is);
-    ``doc_bands`` indexes MinHash bands and ``near_copies`` holds the pairs
-    found. The recompile that follows re-analyses documents from their
-    sources and fills every table.
-    """
-    conn.execute("ALTER TABLE doc_terms ADD COLUMN surface TEXT NOT NULL DEFAULT ''")
-    conn.execute("ALTER TABLE doc_terms ADD COLUMN context TEXT NOT NULL DEFAULT ''")
-    conn.execute("ALTER TABLE doc_terms ADD COLUMN defines INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE terms ADD COLUMN concept INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE terms ADD COLUMN defined INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE terms ADD COLUMN display TEXT NOT NULL DEFAULT ''")
-    conn.execute("CREATE INDEX terms_shown ON terms (term) WHERE concept = 1")
-    conn.execute("CREATE TABLE term_df (term TEXT PRIMARY KEY, df INTEGER NOT NULL) "
-                 "WITHOUT ROWID")
-    conn.execute("CREATE TABLE doc_bands (band INTEGER NOT NULL, doc TEXT NOT NULL, "
-                 "PRIMARY KEY (band, doc)) WITHOUT ROWID")
-    conn.execute("CREATE INDEX doc_bands_doc ON doc_bands (doc)")
-    conn.execute("CREATE TABLE near_copies (doc TEXT NOT NULL, other TEXT NOT NULL, "
-                 "PRIMARY KEY (doc, other)) WITHOUT ROWID")
-    # Counted once here; the writer keeps it (see registry.writing.COUNT_CHANGE).
-    conn.execute(f"INSERT INTO meta (key, value) SELECT '{DOCUMENT_COUNT_KEY}', count(*) "
-                 "FROM documents")
-
-
 def _nothing_in_the_registry(conn: sqlite3.Connection) -> None:
     """For a change to compiled pages alone: the recompile does the work."""
 
@@ -117,8 +85,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("sync-failure-ledger", "the registry remembers files that failed, so an "
               "unchanged file that cannot be read is not converted again on every run",
               _create_failures),
-    Migration("concepts-with-context", "key terms weighed against the KB, near-copies found, "
-              "concept pages with context", _concepts_with_context, recompile=True),
 )
 
 

@@ -15,7 +15,6 @@ import orjson
 
 from openkb.errors import IndexUnreadable
 from openkb.registry import migrations
-from openkb.registry.concepts import ConceptQueries
 from openkb.registry.ledger import FailureQueries
 from openkb.registry.migrations import Migration
 from openkb.registry.open import (
@@ -38,7 +37,7 @@ from openkb.registry.rows import (
 from openkb.registry.writing import RegistryWriter
 
 
-class Registry(ConceptQueries, OriginQueries, FailureQueries):
+class Registry(OriginQueries, FailureQueries):
     """A connection to a KB's database. Writers use :meth:`write_transaction`."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -128,11 +127,6 @@ class Registry(ConceptQueries, OriginQueries, FailureQueries):
         rows = self._conn.execute(f"SELECT {DOC_COLUMNS} FROM documents ORDER BY name")
         return [doc_row(r) for r in rows]
 
-    def documents_in_order(self) -> list[DocumentRow]:
-        """Every document, oldest first (the order commits filed them)."""
-        rows = self._conn.execute(f"SELECT {DOC_COLUMNS} FROM documents ORDER BY rowid")
-        return [doc_row(r) for r in rows]
-
     def catalog(self) -> list[tuple[str, str, str]]:
         """(name, title, kind) of every document, by name: what index.md lists."""
         return self._conn.execute(
@@ -145,19 +139,13 @@ class Registry(ConceptQueries, OriginQueries, FailureQueries):
             "SELECT name, title, kind FROM documents WHERE name >= ? ORDER BY name LIMIT ?",
             (name, limit)).fetchall()
 
-    def concepts_from(self, term: str, limit: int) -> list[tuple[str, str]]:
-        """(key, display) of the first ``limit`` concepts at or after ``term``."""
-        return self._conn.execute(
-            "SELECT term, display FROM terms WHERE term >= ? AND concept = 1 ORDER BY term "
-            "LIMIT ?", (term, limit)).fetchall()
+    def concepts_from(self, term: str, limit: int) -> list[str]:
+        """The first ``limit`` concepts (terms of two or more documents) at or after ``term``."""
+        return [t for (t,) in self._conn.execute(
+            "SELECT term FROM terms WHERE term >= ? AND doc_count >= 2 ORDER BY term LIMIT ?",
+            (term, limit))]
 
     def count_documents(self) -> int:
-        """From the count the writer keeps (O(1)); a registry without one
-        (written before it was kept) is counted."""
-        kept = self._conn.execute("SELECT value FROM meta WHERE key = ?",
-                                  (migrations.DOCUMENT_COUNT_KEY,)).fetchone()
-        if kept is not None:
-            return int(kept[0])
         return self._conn.execute("SELECT count(*) FROM documents").fetchone()[0]
 
     def llm_pending(self) -> list[tuple[str, str]]:
@@ -184,6 +172,29 @@ class Registry(ConceptQueries, OriginQueries, FailureQueries):
         return self._conn.execute("SELECT 1 FROM documents WHERE name = ?", (name,)).fetchone() \
             is not None
 
+    def term_docs(self, term: str) -> list[tuple[str, str]]:
+        """(name, title) of the documents that have ``term`` among their key
+        terms, oldest first (the order of a concept page)."""
+        return self._conn.execute(
+            "SELECT d.name, d.title FROM doc_terms t JOIN documents d ON d.name = t.doc "
+            "WHERE t.term = ? ORDER BY d.rowid",
+            (term,),
+        ).fetchall()
+
+    def term_count(self, term: str) -> int:
+        row = self._conn.execute("SELECT doc_count FROM terms WHERE term = ?", (term,)).fetchone()
+        return row[0] if row else 0
+
+    def term_counts_of(self, terms: list[str]) -> dict[str, int]:
+        """Documents per term, for these terms (0 for a term no document has)."""
+        counts = dict.fromkeys(terms, 0)
+        for at in range(0, len(terms), 500):  # under SQLite's limit on parameters
+            part = terms[at:at + 500]
+            counts.update(self._conn.execute(
+                f"SELECT term, doc_count FROM terms WHERE term IN ({','.join('?' * len(part))})",
+                part))
+        return counts
+
     def meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
@@ -193,9 +204,9 @@ class Registry(ConceptQueries, OriginQueries, FailureQueries):
         return [r[0] for r in rows]
 
     def concepts(self) -> list[tuple[str, int]]:
-        """(key, number of documents) of every concept."""
+        """(term, number of documents) for every term shared by two or more."""
         return self._conn.execute(
-            "SELECT term, doc_count FROM terms WHERE concept = 1 ORDER BY term"
+            "SELECT term, doc_count FROM terms WHERE doc_count >= 2 ORDER BY term"
         ).fetchall()
 
     def has_transaction(self, txid: str) -> bool:
@@ -299,11 +310,8 @@ class Registry(ConceptQueries, OriginQueries, FailureQueries):
 _LOGICAL_QUERIES = (
     "SELECT name, sha256, origin, ext, kind, title, bytes, info, source_sha256, summary_sha256 "
     "FROM documents ORDER BY name",
-    "SELECT term, doc, surface, context, defines FROM doc_terms ORDER BY term, doc",
-    "SELECT term, doc_count, concept, defined, display FROM terms ORDER BY term",
-    "SELECT term, df FROM term_df ORDER BY term",
-    "SELECT band, doc FROM doc_bands ORDER BY band, doc",
-    "SELECT doc, other FROM near_copies ORDER BY doc, other",
+    "SELECT term, doc FROM doc_terms ORDER BY term, doc",
+    "SELECT term, doc_count FROM terms ORDER BY term",
     "SELECT c.doc, c.ord, c.heading, f.body FROM chunks c JOIN chunks_fts f ON f.rowid = c.id "
     "ORDER BY c.doc, c.ord",
 )

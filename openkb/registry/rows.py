@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from openkb.model import DocumentInfo, OutlineEntry, TermCandidate, TermUse  # noqa: F401 (TermUse: a row)
+from openkb.model import DocumentInfo, OutlineEntry
 
 # Snippet markers: control characters no document text keeps (prepare strips
 # them), turned into highlighting by whoever renders the result.
@@ -67,8 +67,6 @@ def info_to_json(info: DocumentInfo) -> bytes:
 def info_from_json(raw: str | bytes) -> DocumentInfo:
     data = orjson.loads(raw)
     data["outline"] = [OutlineEntry(**entry) for entry in data.get("outline", [])]
-    data["candidates"] = [TermCandidate(**entry) for entry in data.get("candidates", [])]
-    data["related"] = [tuple(pair) for pair in data.get("related", [])]
     return DocumentInfo(**data)
 
 
@@ -81,13 +79,3 @@ def doc_row(row: tuple) -> DocumentRow:
     values = list(row)
     values[7] = info_from_json(values[7])
     return DocumentRow(*values)
-
-
-@dataclass(frozen=True, slots=True)
-class TermState:
-    """What ``terms`` keeps about a key."""
-
-    count: int  # documents filed under it
-    concept: bool  # two of them are not near-copies: it has a page
-    defined: bool  # one of them defines it
-    display: str  # the page's title: the form its first documents use most

@@ -10,15 +10,10 @@ from dataclasses import fields
 import orjson
 
 from openkb.model import Chunk, DocumentInfo
-from openkb.registry.migrations import DOCUMENT_COUNT_KEY, PENDING_RECOMPILE_KEY
-from openkb.registry.rows import DOC_COLUMNS, DocumentRow, TermState, TermUse, info_to_json
+from openkb.registry.migrations import PENDING_RECOMPILE_KEY
+from openkb.registry.rows import DOC_COLUMNS, DocumentRow, info_to_json
 from openkb.registry.schema import FTS_DDL, FTS_SHADOWS
 
-# The registry's document count, kept beside the rows it counts: the
-# commit weighs key terms by it, and count(*) reads every row (0.5 s on a
-# KB of a million documents, on every commit).
-COUNT_CHANGE = (f"UPDATE meta SET value = CAST(value AS INTEGER) + ? "
-                f"WHERE key = '{DOCUMENT_COUNT_KEY}'")
 
 class RegistryWriter:
     """The statements a transaction runs between BEGIN IMMEDIATE and COMMIT."""
@@ -44,64 +39,34 @@ class RegistryWriter:
         self._conn.execute("DELETE FROM chunks WHERE doc = ?", (name,))
 
     def insert_document(self, row: DocumentRow) -> None:
-        """The document's row; its key terms are filed by :meth:`file_terms`."""
         values = [getattr(row, f.name) for f in fields(DocumentRow)]
         values[7] = info_to_json(row.info)
         self._conn.execute(
             f"INSERT INTO documents ({DOC_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
             values,
         )
-        self._conn.execute(COUNT_CHANGE, (1,))
+        for term in row.info.terms:
+            self._conn.execute("INSERT OR IGNORE INTO doc_terms (term, doc) VALUES (?, ?)",
+                              (term, row.name))
+            self._conn.execute(
+                "INSERT INTO terms (term, doc_count) VALUES (?, 1) "
+                "ON CONFLICT (term) DO UPDATE SET doc_count = doc_count + 1",
+                (term,),
+            )
 
     def delete_document(self, name: str) -> None:
-        """The row and everything filed under its name; the counts of its
-        terms are set by :meth:`set_term`."""
-        for table, column in (("doc_terms", "doc"), ("doc_bands", "doc"), ("near_copies", "doc"),
-                              ("near_copies", "other")):
-            self._conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
-        if self._conn.execute("DELETE FROM documents WHERE name = ?", (name,)).rowcount:
-            self._conn.execute(COUNT_CHANGE, (-1,))
+        terms = [r[0] for r in self._conn.execute("SELECT term FROM doc_terms WHERE doc = ?",
+                                                 (name,))]
+        for term in terms:
+            self._conn.execute("UPDATE terms SET doc_count = doc_count - 1 WHERE term = ?", (term,))
+        self._conn.execute("DELETE FROM terms WHERE doc_count <= 0")
+        self._conn.execute("DELETE FROM doc_terms WHERE doc = ?", (name,))
+        self._conn.execute("DELETE FROM documents WHERE name = ?", (name,))
 
-    def file_terms(self, name: str, uses: Iterable[tuple[str, TermUse]]) -> None:
-        """(key, use) rows of one document."""
-        self._conn.executemany(
-            "INSERT INTO doc_terms (term, doc, surface, context, defines) VALUES (?, ?, ?, ?, ?)",
-            [(key, name, u.surface, u.context, int(u.defines)) for key, u in uses])
-
-    def set_term(self, key: str, state: TermState | None) -> None:
-        if state is None or state.count <= 0:
-            self._conn.execute("DELETE FROM terms WHERE term = ?", (key,))
-            return
-        self._conn.execute(
-            "INSERT INTO terms (term, doc_count, concept, defined, display) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (term) DO UPDATE SET doc_count = excluded.doc_count, "
-            "concept = excluded.concept, defined = excluded.defined, display = excluded.display",
-            (key, state.count, int(state.concept), int(state.defined), state.display))
-
-    def set_candidate_df(self, key: str, df: int) -> None:
-        if df <= 0:
-            self._conn.execute("DELETE FROM term_df WHERE term = ?", (key,))
-        else:
-            self._conn.execute("INSERT INTO term_df (term, df) VALUES (?, ?) ON CONFLICT (term) "
-                               "DO UPDATE SET df = excluded.df", (key, df))
-
-    def add_bands(self, name: str, bands: Iterable[int]) -> None:
-        self._conn.executemany("INSERT OR IGNORE INTO doc_bands (band, doc) VALUES (?, ?)",
-                               [(band, name) for band in bands])
-
-    def add_near_copy(self, one: str, other: str) -> None:
-        self._conn.executemany("INSERT OR IGNORE INTO near_copies (doc, other) VALUES (?, ?)",
-                               [(one, other), (other, one)])
-
-    def reset_compiled(self) -> None:
-        """Empty what a recompile fills again from the documents alone."""
-        for table in ("doc_terms", "terms", "term_df", "doc_bands", "near_copies"):
-            self._conn.execute(f"DELETE FROM {table}")
-        # The kept document count too, which verify checks and repair's
-        # recompile mends.
-        self._conn.execute("INSERT INTO meta (key, value) SELECT ?, count(*) FROM documents "
-                           "WHERE true ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                           (DOCUMENT_COUNT_KEY,))
+    def recount_terms(self) -> None:
+        self._conn.execute("DELETE FROM terms")
+        self._conn.execute("INSERT INTO terms (term, doc_count) "
+                          "SELECT term, count(*) FROM doc_terms GROUP BY term")
 
     def reset_index(self) -> None:
         """Empty the search index, recreating the FTS5 table (it may be the
@@ -151,9 +116,8 @@ class RegistryWriter:
         self._conn.execute("UPDATE documents SET summary_sha256 = ? WHERE name = ?", (sha256, name))
 
     def update_info(self, name: str, info: DocumentInfo) -> None:
-        """A new info for a committed document (an LLM summary or pending
-        mark; related documents; a recompile's re-filed key terms, whose
-        rows the same transaction writes)."""
+        """A new summary (or pending mark) for a committed document; its
+        title and terms, which other tables repeat, are unchanged."""
         self._conn.execute("UPDATE documents SET info = ? WHERE name = ?",
                            (info_to_json(info), name))
 

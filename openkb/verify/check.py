@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 
 from openkb import catalog, fsio, pages
-from openkb.commit.compile_plan import concept_page
-from openkb.compile_state import CompileState
 from openkb.digest import sha256_file
 from openkb.errors import IndexUnreadable
 from openkb.layout import KBLayout
@@ -17,7 +15,6 @@ from openkb.pending import leftover_paths, pending_journal_paths, txid_of
 from openkb.recovery import describe_journal
 from openkb.registry import Registry
 from openkb.verify.attribution import attribute
-from openkb.verify.compiled import compiled_problems
 from openkb.verify.report import VerifyReport
 
 
@@ -65,8 +62,7 @@ def _check_documents(layout: KBLayout, registry: Registry, report: VerifyReport)
         expected_files["raw"].add(Path(raw_rel).name)
         expected_files["wiki/sources"].add(f"{row.name}.md")
         expected_files["wiki/summaries"].add(f"{row.name}.md")
-        summary = pages.render_summary(row.name, row.ext, row.bytes, row.info,
-                                       registry.near_copies(row.name)).encode("utf-8")
+        summary = pages.render_summary(row.name, row.ext, row.bytes, row.info).encode("utf-8")
         for rel, want, code in (
             (raw_rel, row.sha256, "raw"),
             (layout.source_rel(row.name), row.source_sha256, "source"),
@@ -140,20 +136,17 @@ def _leftover_message(layout: KBLayout, path: Path) -> str:
 
 
 def _check_pages(layout: KBLayout, registry: Registry, report: VerifyReport) -> None:
-    concepts = registry.concept_entries()
+    concepts = registry.concepts()
     report.concepts = len(concepts)
     if registry.term_counts() != registry.stored_term_counts():
         report.add("terms", "terms", "term counts do not match the documents' key terms")
-    for problem in compiled_problems(registry):
-        report.add("terms", "terms", problem)
-    state = CompileState(registry)
     wanted = set()
-    for term, _, _ in concepts:
+    for term, _ in concepts:
         rel = layout.concept_rel(pages.concept_slug(term))
         wanted.add(Path(rel).name)
         path = layout.root / rel
         report.files_checked += 1
-        content = concept_page(state, state.book(term)).encode("utf-8")
+        content = pages.render_concept(term, registry.term_docs(term)).encode("utf-8")
         if not path.is_file():
             report.add("concept", rel, f"concept page for {term!r} is missing")
         elif path.read_bytes() != content:
@@ -164,12 +157,12 @@ def _check_pages(layout: KBLayout, registry: Registry, report: VerifyReport) -> 
     for entry in _entries(layout.concepts_dir):
         if entry not in wanted and not fsio.is_tmp_name(entry):
             report.add("orphan", f"wiki/concepts/{entry}", "page with no concept behind it")
-    _check_catalog(layout, registry, [(key, display) for key, display, _ in concepts], report)
+    _check_catalog(layout, registry, [term for term, _ in concepts], report)
     if not layout.log_md.is_file():
         report.add("log", layout.LOG_REL, "log.md is missing")
 
 
-def _check_catalog(layout: KBLayout, registry: Registry, concepts: list[tuple[str, str]],
+def _check_catalog(layout: KBLayout, registry: Registry, concepts: list[str],
                    report: VerifyReport) -> None:
     """index.md and every catalog page, as a full render makes them; a page
     no render makes is stale (only openkb writes there, so a recompile, which

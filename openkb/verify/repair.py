@@ -59,6 +59,10 @@ def _repair(layout: KBLayout, registry: Registry, progress: Progress,
     for rel in dict.fromkeys(p.path for p in report.problems
                              if p.code in ("orphan", "leftover")):
         quarantine.keep(rel)
+    if "terms" in codes:
+        with registry.write_transaction() as writer:
+            writer.recount_terms()
+            writer.commit()
     if codes & {"index", "sqlite"}:
         _rebuild_index(layout, registry)
     lost_sources = [p.path for p in report.problems
