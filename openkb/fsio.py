@@ -30,7 +30,6 @@ import errno as errno_mod
 import itertools
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,29 +231,6 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         _discard(tmp)
         raise
-
-
-def write_many_atomic(
-    files: list[tuple[Path, bytes]], *, before_each_replace: Callable[[], None] | None = None
-) -> None:
-    """Atomically replace several files, fsyncing each directory once rather
-    than once per file. Each file is still old-or-new on its own after a
-    crash; callers that need all-or-nothing journal them first."""
-    tmps: list[tuple[Path, Path]] = []
-    try:
-        for path, data in files:
-            tmp = tmp_path_for(path)
-            tmps.append((tmp, path))
-            write_new_file(tmp, data)
-        for tmp, path in tmps:
-            if before_each_replace is not None:
-                before_each_replace()
-            replace(tmp, path, sync=False)
-    except BaseException:
-        for tmp, _ in tmps:
-            _discard(tmp)
-        raise
-    fsync_dirs({path.parent for path, _ in files})
 
 
 def fsync_dirs(dirs: set[Path] | list[Path]) -> None:

@@ -28,9 +28,12 @@ durable, and what recovery does if the process dies during or after it:
    *Crash:* rollback moves stashed files back and deletes published ones.
 4. **index** — inside ``BEGIN IMMEDIATE``, chunks are deleted/inserted in the
    FTS5 index. Nothing is durable yet; SQLite discards it on a crash.
-5. **compile** — concept pages and index.md are rewritten atomically (temp,
-   fsync, rename, one fsync per directory), vanished concepts stashed, and
-   lines appended to concept pages and log.md, each append fsynced.
+5. **compile** — summary pages, concept pages and index.md are rewritten
+   atomically (temp, fsync, rename, one fsync per directory), vanished
+   concepts stashed, and lines appended to concept pages and log.md, each
+   append fsynced. The data fsyncs of a step's files are issued together
+   (:mod:`openkb.fsio_many`), so the filesystem's journal commits them
+   at once; no file is renamed into place before all of them returned.
    *Crash:* rollback restores images, deletes new pages, truncates each
    appended file to the size the journal recorded (an append cut short by a
    power cut included).

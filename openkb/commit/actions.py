@@ -226,8 +226,9 @@ class Rewrite(Action):
 @dataclass(frozen=True)
 class Append(Action):
     """Compile step: lines appended to log.md or to a concept page that
-    only gains documents, fsynced. ``size`` is the file's length before.
-    Undo: truncate to it (an append a power cut cut short included)."""
+    only gains documents, fsynced (:func:`openkb.fsio_many.append_many`).
+    ``size`` is the file's length before. Undo: truncate to it (an append
+    a power cut cut short included)."""
 
     kind: ClassVar[str] = "append"
     size: int
@@ -237,9 +238,6 @@ class Append(Action):
         if not (isinstance(self.size, int) and not isinstance(self.size, bool)
                 and self.size >= 0):
             raise BadAction(f"bad size in {self.to_json()!r}")
-
-    def apply(self, where: Where, data: bytes) -> None:
-        fsio.append(where.planned(self.target), data)
 
     def undo(self, where: Where, *, keep_staged: bool) -> Path:
         target = where.live(self.target)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from openkb import fsio
+from openkb import fsio, fsio_many
 from openkb.commit import undo
 from openkb.commit.catalog_plan import INDEX_SHA_KEY
 from openkb.commit.plan import ChangeSet, Plan, plan_changes
@@ -159,15 +159,16 @@ def _compile(layout: KBLayout, plan: Plan) -> None:
     for folder in sorted({path.parent for path, _ in writes}):
         if not folder.is_dir():  # the catalog's folders, on the first commit that pages
             fsio.makedirs(folder)
-    fsio.write_many_atomic(writes, before_each_replace=lambda: crashpoint("compile.file"))
+    fsio_many.write_many_atomic(writes, before_each_replace=lambda: crashpoint("compile.file"))
     if plan.compile_stashes:
         moved = [action.apply(where) for action in plan.compile_stashes]
         fsio.fsync_dirs({went for went, _ in moved})
         fsio.fsync_dirs({target_dir for _, target_dir in moved})
-    for action, data in plan.appends:
-        if data:
-            crashpoint("compile.file")
-            action.apply(where, data)
+    # Appends fsynced together (fsio_many): undone by truncating to the
+    # sizes the journal holds, whichever of them reached the disk.
+    fsio_many.append_many([(where.planned(action.target), data)
+                           for action, data in plan.appends if data],
+                          before_each=lambda: crashpoint("compile.file"))
     crashpoint("compile.after")
 
 
