@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from openkb import fsio
+from openkb import fsio, fsio_many
 from openkb.powerloss import DurabilityTracker
 
 
@@ -49,6 +49,34 @@ def test_bad_fault_specs_are_rejected(spec: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("OPENKB_FAULT", spec)
     with pytest.raises(ValueError):
         fsio.configure_from_env()
+
+
+def test_pages_fsynced_together_are_all_replaced_and_leave_no_temp(tmp_path: Path) -> None:
+    pages = [(tmp_path / f"p{i}.md", f"page {i}".encode()) for i in range(300)]
+    (tmp_path / "p7.md").write_text("old")
+    fsio_many.write_many_atomic(pages)  # three batches of BATCH_FILES
+    assert all(path.read_bytes() == data for path, data in pages)
+    assert sorted(os.listdir(tmp_path)) == sorted(path.name for path, _ in pages)
+    fsio_many.append_many([(tmp_path / "p1.md", b"+"), (tmp_path / "new.md", b"x")])
+    assert (tmp_path / "p1.md").read_bytes() == b"page 1+"
+    assert (tmp_path / "new.md").read_bytes() == b"x"
+
+
+def test_a_failed_fsync_in_a_batch_replaces_no_page(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The n-th fsync still names one file (the hook runs in order before
+    the batch is issued), and nothing is renamed into place before every
+    fsync of the batch returned."""
+    pages = [(tmp_path / f"p{i}.md", b"new") for i in range(5)]
+    for path, _ in pages:
+        path.write_text("old")
+    monkeypatch.setenv("OPENKB_FAULT", "fsync:EIO:4")
+    fsio.configure_from_env()
+    with pytest.raises(OSError) as caught:
+        fsio_many.write_many_atomic(pages)
+    assert caught.value.errno == errno.EIO
+    assert all(path.read_text() == "old" for path, _ in pages)
+    assert sorted(os.listdir(tmp_path)) == sorted(path.name for path, _ in pages)
 
 
 def test_append_returns_the_old_size_for_rollback(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ durable, and what recovery does if the process dies during or after it:
    *Crash:* rollback moves stashed files back and deletes published ones.
 4. **index** — inside ``BEGIN IMMEDIATE``, chunks are deleted/inserted in the
    FTS5 index. Nothing is durable yet; SQLite discards it on a crash.
-5. **compile** — summary pages, concept pages and index.md are rewritten
+5. **compile** — concept pages and index.md are rewritten
    atomically (temp, fsync, rename, one fsync per directory), vanished
    concepts stashed, and lines appended to concept pages and log.md, each
    append fsynced. The data fsyncs of a step's files are issued together
