@@ -19,7 +19,7 @@ from typing import Any
 
 from openkb.model import FileFailure, PrepareTask
 from openkb.prepare.pool import EventSink, Finished
-from openkb.prepare.worker import prepare_event
+from openkb.prepare.worker import prepare_event, timeout_reason
 
 
 @dataclass
@@ -134,7 +134,7 @@ class FutureExecutor:
                 continue
             del self._slots[token]
             self._abandon(token, slot)
-            reason = f"timed out after {self._timeout_s:g}s (convert_timeout_s)"
+            reason = timeout_reason(self._timeout_s)
             dur_ms = round((now - slot.started) * 1000, 3)
             # The worker cannot close the span it opened: close it for it.
             self._emit(prepare_event(slot.task, "done", pid=None, worker=_index(slot.where),

@@ -20,7 +20,7 @@ from openkb.model import FileFailure, PrepareTask
 from openkb.prepare.convert_pdf import extract_pages
 from openkb.prepare.sniff import detect_kind
 from openkb.prepare.stage import PrepareLimits, build_document, read_input
-from openkb.prepare.worker import describe_failure
+from openkb.prepare.worker import describe_failure, timeout_reason
 
 TOPIC = "openkb-prepare"  # the worker's start reports, read by the client
 
@@ -40,8 +40,7 @@ def prepare_remote(token: int, task: PrepareTask, limits: PrepareLimits, data: b
         with thread_deadline(timeout_s):
             result = _run(task, limits, data)
     except Timeout:
-        result = FileFailure(task.seq, task.display,
-                             f"timed out after {timeout_s:g}s (convert_timeout_s)")
+        result = FileFailure(task.seq, task.display, timeout_reason(timeout_s))
         outcome = "error"
     except Exception as exc:  # one file's failure is reported, not raised
         result = FileFailure(task.seq, task.display, describe_failure(exc, memory_mb))

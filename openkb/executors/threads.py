@@ -29,7 +29,7 @@ from openkb.executors.futures import FutureExecutor, Slot
 from openkb.model import FileFailure, PrepareTask
 from openkb.prepare.pool import PREFETCH, EventSink, Finished
 from openkb.prepare.stage import PrepareLimits, run_task
-from openkb.prepare.worker import describe_failure, prepare_event
+from openkb.prepare.worker import describe_failure, prepare_event, timeout_reason
 from openkb.progress import rss_mib
 
 
@@ -87,8 +87,7 @@ class ThreadExecutor(FutureExecutor):
             with thread_deadline(self._timeout_s):
                 result: Any = run_task(task, self._limits)
         except Timeout:
-            result = FileFailure(task.seq, task.display,
-                                 f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
+            result = FileFailure(task.seq, task.display, timeout_reason(self._timeout_s))
             outcome = "error"
         except BaseException as exc:  # one file's failure, whatever it is, is reported
             result = FileFailure(task.seq, task.display, describe_failure(exc, None))

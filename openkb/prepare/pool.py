@@ -26,7 +26,7 @@ import psutil
 
 from openkb.model import FileFailure, PageTexts, PreparedDocument, PrepareTask
 from openkb.prepare.stage import PrepareLimits, run_task
-from openkb.prepare.worker import describe_failure, prepare_event, worker_main
+from openkb.prepare.worker import describe_failure, prepare_event, timeout_reason, worker_main
 from openkb.progress import rss_mib
 
 Result = PreparedDocument | FileFailure | PageTexts
@@ -134,9 +134,7 @@ class WorkerPool:
                 self._drain(worker, finished)
                 if (self._workers[worker.index] is worker and worker.tasks
                         and time.monotonic() - worker.started > self._timeout_s):
-                    self._fail_running(
-                        worker, finished,
-                        f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
+                    self._fail_running(worker, finished, timeout_reason(self._timeout_s))
         return finished
 
     def _drain(self, worker: _Worker, finished: list[Finished]) -> None:
@@ -257,8 +255,7 @@ class InProcessPreparer:
             with _alarm(self._timeout_s):
                 result: Result = run_task(task, self._limits)
         except _Timeout:
-            result = FileFailure(task.seq, task.display,
-                                 f"timed out after {self._timeout_s:g}s (convert_timeout_s)")
+            result = FileFailure(task.seq, task.display, timeout_reason(self._timeout_s))
             outcome = "error"
         except Exception as exc:
             result = FileFailure(task.seq, task.display, describe_failure(exc, None))

@@ -25,6 +25,11 @@ from openkb.prepare.stage import PrepareLimits, run_task
 from openkb.progress import rss_mib
 
 
+def timeout_reason(timeout_s: float) -> str:
+    """Why a file failed at its deadline: the same words from every executor."""
+    return f"timed out after {timeout_s:g}s (convert_timeout_s)"
+
+
 def describe_failure(exc: BaseException, memory_mb: int | None) -> str:
     """A reason a user can act on, for any exception prepare may raise."""
     if isinstance(exc, FileRejected):
