@@ -332,9 +332,10 @@ def truncate(path: Path, size: int) -> None:
         _tracker.file_synced(path)
 
 
-def makedirs(path: Path) -> None:
+def makedirs(path: Path, *, sync: bool = True) -> None:
     """Create ``path`` and missing parents, fsyncing each parent that gained
-    an entry, so the new directory survives a crash."""
+    an entry, so the new directory survives a crash (``sync=False``: it
+    need not)."""
     missing: list[Path] = []
     cur = path
     while not cur.exists():
@@ -348,7 +349,8 @@ def makedirs(path: Path) -> None:
             os.mkdir(directory)
         except FileExistsError:
             continue
-        fsync_dir(directory.parent)
+        if sync:
+            fsync_dir(directory.parent)
 
 
 def remove_tree(path: Path, *, sync: bool = True) -> None:

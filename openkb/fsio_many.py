@@ -1,4 +1,5 @@
-"""Durable writes of many files at once: the compile step's pages.
+"""Durable writes of many files at once: the compile step's pages, a
+prepared document's staging files.
 
 The rule of :mod:`openkb.fsio` holds for each file (data fsynced before
 its rename, each directory fsynced once after its renames); what changes is
@@ -37,13 +38,18 @@ def _fsync_together(opened: list[tuple[int, Path]]) -> None:
     global _pool
     for _, path in opened:
         fsio._hook("fsync", path)
-    if len(opened) == 1:
-        os.fsync(opened[0][0])
-    elif opened:
+    if len(opened) > 1:
         if _pool is None:
             _pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="openkb-fsync")
-        for future in [_pool.submit(os.fsync, fd) for fd, _ in opened]:
-            future.result()
+        # This thread syncs the first file while the pool syncs the rest.
+        futures = [_pool.submit(os.fsync, fd) for fd, _ in opened[1:]]
+        try:
+            os.fsync(opened[0][0])
+        finally:
+            for future in futures:
+                future.result()
+    elif opened:
+        os.fsync(opened[0][0])
     if fsio._tracker is not None:
         for _, path in opened:
             fsio._tracker.file_synced(path)
@@ -68,6 +74,20 @@ def _create(path: Path, data: bytes) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def create_many(files: list[tuple[Path, bytes]]) -> None:
+    """Create several new files (none may exist), their data fsynced
+    together; no directory fsync: for staging, whose entries need not
+    survive a crash (see :func:`openkb.prepare.stage.write_staging`)."""
+    for start in range(0, len(files), BATCH_FILES):
+        opened: list[tuple[int, Path]] = []
+        try:
+            for path, data in files[start:start + BATCH_FILES]:
+                opened.append((_create(path, data), path))
+            _fsync_together(opened)
+        finally:
+            _close_all(opened)
 
 
 def write_many_atomic(

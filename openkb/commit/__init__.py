@@ -76,8 +76,10 @@ filesystems that write metadata before data):
   swept by recovery.
 - an append to log.md or a concept page cut short before its fsync: only
   before the commit point, where rollback truncates to the journaled size.
-- staging files: fsynced by the worker before they are handed to commit;
-  a staging dir whose run died is swept whole.
+- staging files: their data fsynced by the worker (together, one journal
+  commit) before they are handed to commit, their directory entries not:
+  publish renames them and fsyncs the target directories, which is what
+  makes the names durable; a staging dir whose run died is swept whole.
 - progress JSONL (outside the KB): appended without fsync; `openkb progress
   summarize` skips a torn last line.
 
