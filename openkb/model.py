@@ -61,7 +61,11 @@ class PrepareTask:
     name: str  # doc name reserved in scan order
     kind: str
     ext: str  # lower-case extension with the dot, as stored under raw/
-    staging_dir: str  # absolute, private to this task
+    # Absolute path prefix of this task's staged files, private to it:
+    # ``<prefix>.raw<ext>``, ``<prefix>.source.md``, ``<prefix>.summary.md``
+    # side by side in the run's staging dir (a dir per file cost an rmdir
+    # per commit: 1.3 ms each on this project's disk, in the main process).
+    staging_prefix: str
     replaces: str | None = None  # name of the doc this one updates (same origin)
     # A long PDF is read in parts, each by its own worker: ``part`` = (i, n)
     # asks for the text of pages i, i + n, i + 2n, ...; ``pages`` carries the
@@ -138,9 +142,12 @@ class PreparedDocument:
     staged_summary: str
     source_sha256: str
     summary_sha256: str
-    staging_dir: str
     replaces: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def staged_paths(self) -> tuple[str, str, str]:
+        return self.staged_raw, self.staged_source, self.staged_summary
 
 
 # The scan position of a failure found while scanning: the file never got one.

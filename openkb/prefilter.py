@@ -134,6 +134,6 @@ def prefilter(
             name = reservations.reserve(entry.display)
         yield entry, PrepareTask(
             seq=entry.seq, path=entry.path, display=entry.display, sha256=sha, size=entry.size,
-            name=name, kind=kind, ext=ext, staging_dir=str(staging_root / str(entry.seq)),
+            name=name, kind=kind, ext=ext, staging_prefix=str(staging_root / str(entry.seq)),
             replaces=updating,
         ), hash_ms

@@ -324,7 +324,7 @@ class TestChangedAfterScan:
     def _task(self, path: Path, sha: str, staging: Path) -> PrepareTask:
         return PrepareTask(seq=0, path=str(path), display=path.name, sha256=sha,
                            size=path.stat().st_size if path.exists() else 0, name="moving",
-                           kind="markdown", ext=".md", staging_dir=str(staging))
+                           kind="markdown", ext=".md", staging_prefix=str(staging))
 
     def test_a_file_edited_after_hashing_is_failed(self, tmp_path: Path) -> None:
         path = write_tree(tmp_path, {"moving.md": GOOD}) / "moving.md"
@@ -332,7 +332,7 @@ class TestChangedAfterScan:
         path.write_text(GOOD + "\nedited after the scan\n")
         with pytest.raises(FileRejected, match="changed after it was scanned"):
             prepare_file(self._task(path, sha, tmp_path / "staging"), self.limits)
-        assert not (tmp_path / "staging").exists()
+        assert not list(tmp_path.glob("staging.*"))
 
     def test_a_file_deleted_after_hashing_is_failed(self, tmp_path: Path) -> None:
         path = write_tree(tmp_path, {"moving.md": GOOD}) / "moving.md"

@@ -293,7 +293,7 @@ def test_parts_of_a_pdf_assemble_into_the_whole_conversion() -> None:
     data = make_pdf([f"Page {n} text about lighthouses." for n in range(7)] + [""],
                     title="Lights", outline=[("First", 0)])
     task = PrepareTask(seq=5, path="x.pdf", display="x.pdf", sha256="", size=len(data),
-                       name="x", kind="pdf", ext=".pdf", staging_dir="/nonexistent")
+                       name="x", kind="pdf", ext=".pdf", staging_prefix="/nonexistent")
     assembly = Assembly(task, 3)
     for part in reversed(split(task, 3)):  # parts come back in any order
         assembly.add(extract_pages(data, task.seq, *part.part), 1.0)

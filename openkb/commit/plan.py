@@ -135,7 +135,7 @@ class _Actions:
 
 
 def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
-                 staging_dirs: list[str]) -> Plan:
+                 staging: list[str]) -> Plan:
     txid, now = new_txid(), utc_now()
     removed_rows = _rows_to_remove(registry, changes)
     moved_titles = _moved_titles(registry, changes, removed_rows)
@@ -176,7 +176,7 @@ def plan_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
         docs=sorted(set(removed_names) | {d.name for d in changes.added} | set(changes.infos)
                     | {m.name for m in changes.moved}),
         actions=acts.all,
-        staging=staging_dirs, created=now, pid=os.getpid(),
+        staging=staging, created=now, pid=os.getpid(),
     )
     return Plan(journal, acts.publish, acts.rewrites, acts.compile_stashes, acts.appends, rows,
                 removed_names, summary_updates,

@@ -32,14 +32,14 @@ class CommitOutcome:
 
 
 def commit_changes(layout: KBLayout, registry: Registry, changes: ChangeSet,
-                   progress: Progress, *, staging_dirs: list[str] | None = None) -> CommitOutcome:
+                   progress: Progress, *, staging: list[str] | None = None) -> CommitOutcome:
     """Plan and run one transaction. The caller holds the exclusive lock.
 
     On any exception the transaction is finished before the exception
     propagates: rolled back (staged files go back to staging, so the caller
     may retry them), or, if the commit point had passed, rolled forward.
     """
-    plan = plan_changes(layout, registry, changes, staging_dirs or [])
+    plan = plan_changes(layout, registry, changes, staging or [])
     journal = plan.journal
     step_ms: dict[str, float] = {}
     docs = journal.docs if len(journal.docs) <= 20 else [*journal.docs[:20], "…"]

@@ -63,10 +63,10 @@ class GroupCommitter:
         changes = commit.ChangeSet(
             op="add", added=docs,
             removed=[commit.Removal(doc.replaces) for doc in docs if doc.replaces])
-        staging = [self.layout.rel(Path(doc.staging_dir)) for doc in docs]
+        staging = [self.layout.rel(Path(p)) for doc in docs for p in doc.staged_paths]
         try:
             outcome = commit.commit_changes(self.layout, self.kb.registry, changes, self.progress,
-                                     staging_dirs=staging)
+                                     staging=staging)
         except CommitFailed as exc:
             if is_disk_full(exc):  # not these documents' fault: stop the run
                 self._commit_what_fits(docs)
@@ -76,7 +76,7 @@ class GroupCommitter:
                     self._commit_docs([doc], 0.0)
                 return
             self.tally.fail(FileFailure(docs[0].seq, docs[0].display, str(exc)))
-            discard_staging(Path(docs[0].staging_dir))
+            discard_staged(docs[0])
             return
         for doc in docs:
             self.tally.committed(doc.name, doc.display, doc.size, updated=bool(doc.replaces))
@@ -100,7 +100,7 @@ class GroupCommitter:
             return
         half = len(docs) // 2
         for doc in docs[half:]:
-            discard_staging(Path(doc.staging_dir))
+            discard_staged(doc)
         with contextlib.suppress(DiskFull):  # halved again inside, down to what fits
             self._commit_docs(docs[:half], 0.0)
 
@@ -110,7 +110,7 @@ class GroupCommitter:
         holder = registry.name_by_sha(doc.sha256)
         if holder is not None:
             self.tally.skip(Skipped(doc.display, "duplicate", holder))
-            discard_staging(Path(doc.staging_dir))
+            discard_staged(doc)
             self.reservations.forget_content(doc.sha256)  # the registry answers for it
             return False
         if doc.replaces:
@@ -151,3 +151,8 @@ def discard_staging(path: Path) -> None:
     except OSError as exc:
         logging.getLogger("openkb").warning("could not remove %s (%s); the next openkb "
                                             "command sweeps it", path, exc.strerror or exc)
+
+
+def discard_staged(doc: PreparedDocument) -> None:
+    for path in doc.staged_paths:
+        discard_staging(Path(path))

@@ -2,7 +2,7 @@
 
 Each stage is a small named function, so the in-process path (``--jobs 1``)
 and the worker processes run exactly the same code. Nothing here touches a
-live KB path: everything is written under ``task.staging_dir``, fsynced, so
+live KB path: everything is written beside ``task.staging_prefix``, fsynced, so
 that publishing is a rename.
 """
 
@@ -144,9 +144,10 @@ def write_staging(task: PrepareTask, data: bytes, source: bytes,
     is what makes the new names durable. What must be durable before a
     rename is the data, and it is. On the RFCs this was five serial fsyncs
     per document, more of a worker's time than converting the document."""
-    staging = Path(task.staging_dir)
-    fsio.makedirs(staging, sync=False)
-    paths = (staging / f"raw{task.ext}", staging / "source.md", staging / "summary.md")
+    prefix = task.staging_prefix
+    fsio.makedirs(Path(prefix).parent, sync=False)
+    paths = (Path(f"{prefix}.raw{task.ext}"), Path(f"{prefix}.source.md"),
+             Path(f"{prefix}.summary.md"))
     fsio_many.create_many(list(zip(paths, (data, source, summary), strict=True)))
     return tuple(str(p) for p in paths)  # type: ignore[return-value]
 
@@ -206,7 +207,7 @@ def build_document(task: PrepareTask, limits: PrepareLimits, data: bytes) -> Bui
 
 
 def stage_built(task: PrepareTask, built: Built) -> PreparedDocument:
-    """Write a built document into ``task.staging_dir``: the prepared
+    """Write a built document beside ``task.staging_prefix``: the prepared
     document the commit publishes."""
     clock = time.perf_counter()
     staged_raw, staged_source, staged_summary = write_staging(task, built.data, built.source,
@@ -227,7 +228,6 @@ def stage_built(task: PrepareTask, built: Built) -> PreparedDocument:
         staged_summary=staged_summary,
         source_sha256=hashlib.sha256(built.source).hexdigest(),
         summary_sha256=hashlib.sha256(built.summary).hexdigest(),
-        staging_dir=task.staging_dir,
         replaces=task.replaces,
         timings_ms=timings,
     )

@@ -40,7 +40,7 @@ class InFlight:
 
     txid: str
     paths: frozenset[str]  # KB-relative, as its actions name them
-    dirs: tuple[str, ...]  # KB-relative dirs that are wholly its own
+    dirs: tuple[str, ...]  # KB-relative dirs and staged files that are wholly its own
     docs: frozenset[str]
 
     @classmethod
@@ -55,7 +55,7 @@ class InFlight:
         path = problem.path
         if problem.code in DOCUMENT_CODES:
             return path in self.docs
-        if path in self.paths or any(path.startswith(f"{d}/") for d in self.dirs):
+        if path in self.paths or any(path == d or path.startswith(f"{d}/") for d in self.dirs):
             return True
         parent, _, name = path.rpartition("/")
         target = _target_of_temp(name)

@@ -156,9 +156,9 @@ def _reconvert(layout: KBLayout, registry: Registry, progress: Progress, name: s
     staging = layout.staging_dir / progress.run_id / f"repair-{name}"
     task = PrepareTask(seq=0, path=str(raw), display=layout.rel(raw), sha256=row.sha256,
                        size=row.bytes, name=row.name, kind=row.kind, ext=row.ext,
-                       staging_dir=str(staging), replaces=row.name)
+                       staging_prefix=str(staging), replaces=row.name)
     doc = prepare_file(task, PrepareLimits.from_config(config))
     doc.origin = row.origin
     commit_changes(layout, registry, ChangeSet(op="repair", added=[doc],
                                                removed=[Removal(row.name)]),
-                   progress, staging_dirs=[layout.rel(staging)])
+                   progress, staging=[layout.rel(Path(p)) for p in doc.staged_paths])
